@@ -1,0 +1,703 @@
+// SPDX-License-Identifier: Apache-2.0
+// ksmtrace kernel side: KSM merges, copy-on-write unmerges, explicit unmerges and ksmd's
+// scan cost per process, from tracepoints only.
+//
+// Compiled by bcc at run time. No kernel header struct layout is used: every offset and
+// constant below the "generated" marker comes from the running kernel's BTF, /proc/kallsyms
+// and a start-up calibration, rendered by ksmtrace/probes/program.py.
+//
+// Generated defines (see program.py): KIND_*, UNMERGE_*, FLAG_*, KSMD_PID, OFF_*, SIZEOF_PAGE,
+// LOCK_HELPER_START/END, HAVE_PTWALK, PAGE_OFFSET_BASE, VMEMMAP_BASE, ZERO_PFN, PTE_PFN_MASK,
+// PGTABLE_LEVELS, GFP_HIGHMEM, GFP_MOVABLE, GFP_ZERO, MERGED_MAX, RINGBUF_PAGES, FLUSH_PAGES,
+// ST_* (stats indices), N_KINDS, N_STATS.
+
+__DEFINES__
+
+// Keep in sync with EVENT_DTYPE in ksmtrace/events.py (56 bytes).
+struct ksmtrace_event {
+    u64 ts_ns;
+    u64 mm;
+    u64 addr;
+    u64 value;
+    u64 value2;
+    u32 pid;
+    u32 tid;
+    s32 err;
+    u16 kind;
+    u16 flags;
+};
+
+// A page of an mm that ksmd merged and nobody has written since: for merge lifetimes.
+struct merged_key {
+    u64 mm;
+    u64 page;
+};
+
+// Explicit unmerge in progress in one thread (madvise / process_madvise / prctl).
+struct unmerge_win {
+    u64 start;
+    u64 len;
+    u64 pages;
+    u64 zero_pages;
+    u64 ts;
+    u32 kind;
+    u32 pid;
+};
+
+// First half of a pair merge, held until the second half reports success or failure.
+struct pair_state {
+    u64 mm;
+    u64 page;
+    u64 pfn;
+    u64 ts;
+    u32 pid;
+    u32 valid;
+};
+
+// ksmd's current run of consecutive pages of one mm (see scan_page()).
+struct scan_run {
+    u64 mm;
+    u64 pages;
+    u64 ns;
+    u64 last_runtime;
+    u64 last_vcsw;
+    u32 pid;
+    u32 pad;
+};
+
+// How to tell ksmd's page-scan lock from its other mmap_lock acquisitions (see
+// calibrate_scan_site()): the return address the scan site leaves at a fixed stack slot.
+struct scan_cfg {
+    u64 slot_addr;
+    u64 site_ret;
+    u64 cand_slot;
+    u64 cand_ret;
+    u32 votes;
+    u32 state;     // SCAN_UNCAL, SCAN_PENDING (next lock is a scan lock), SCAN_READY
+    u64 last_ns;
+    u64 last_csw;
+};
+
+struct fork_link {
+    u64 parent_mm;
+    u64 ts;
+};
+
+struct calib_scratch {
+    u64 ips[16];
+    u64 words[STACK_WINDOW_WORDS];
+};
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_F_TABLE("hash", struct merged_key, u64, merged, MERGED_MAX, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", u64, struct fork_link, forks, 65536, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", u64, u64, exited, 65536, BPF_F_NO_PREALLOC);
+BPF_HASH(windows, u32, struct unmerge_win, 4096);
+BPF_ARRAY(open_windows, u64, 1);
+BPF_ARRAY(pair, struct pair_state, 1);
+BPF_ARRAY(run, struct scan_run, 1);
+BPF_ARRAY(scancfg, struct scan_cfg, 1);
+BPF_ARRAY(lost, u64, N_KINDS);
+BPF_ARRAY(stats, u64, N_STATS);
+BPF_PERCPU_ARRAY(scratch, struct calib_scratch, 1);
+
+#define SCAN_UNCAL 0
+#define SCAN_PENDING 1
+#define SCAN_READY 2
+
+static __always_inline u64 rd64(u64 addr)
+{
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+    return v;
+}
+
+static __always_inline u32 rd32(u64 addr)
+{
+    u32 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+    return v;
+}
+
+static __always_inline void stat_add(u32 idx, u64 n)
+{
+    u64 *v = stats.lookup(&idx);
+    if (v)
+        __sync_fetch_and_add(v, n);
+}
+
+// Process (thread group) that owns an mm: mm->owner->tgid (mm->owner exists with MEMCG).
+static __always_inline u32 mm_owner_tgid(u64 mm)
+{
+    if (!mm)
+        return 0;
+    u64 owner = rd64(mm + OFF_MM_OWNER);
+    if (!owner)
+        return 0;
+    return rd32(owner + OFF_TASK_TGID);
+}
+
+static __always_inline u64 current_mm(void)
+{
+    return rd64((u64)bpf_get_current_task() + OFF_TASK_MM);
+}
+
+static __always_inline void emit(u16 kind, u64 mm, u64 addr, u64 value, u64 value2, u32 pid,
+                                 s32 err, u16 flags, u64 ts)
+{
+    struct ksmtrace_event *e = events.ringbuf_reserve(sizeof(struct ksmtrace_event));
+    if (!e) {
+        u32 k = kind;
+        u64 *n = lost.lookup(&k);
+        if (n)
+            __sync_fetch_and_add(n, 1);
+        return;
+    }
+    e->ts_ns = ts;
+    e->mm = mm;
+    e->addr = addr;
+    e->value = value;
+    e->value2 = value2;
+    e->pid = pid;
+    e->tid = (u32)bpf_get_current_pid_tgid();
+    e->err = err;
+    e->kind = kind;
+    e->flags = flags;
+    events.ringbuf_submit(e, 0);
+}
+
+static __always_inline void remember_merge(u64 mm, u64 page, u64 ts)
+{
+    struct merged_key k = {.mm = mm, .page = page};
+    if (merged.update(&k, &ts) != 0)
+        stat_add(ST_MERGED_FULL, 1);
+}
+
+// Merge lifetime of (mm, page): now - merge time, or ~0 when the merge was not seen.
+// Entries older than the mm's exit are stale (the mm_struct address was reused).
+static __always_inline u64 take_lifetime(u64 mm, u64 page, u64 now, u16 *flags)
+{
+    struct merged_key k = {.mm = mm, .page = page};
+    u64 *ts = merged.lookup(&k);
+    if (ts) {
+        u64 t = *ts;
+        merged.delete(&k);
+        u64 *gone = exited.lookup(&mm);
+        if (gone && *gone > t)
+            return ~0ULL;
+        return now - t;
+    }
+    struct fork_link *fl = forks.lookup(&mm);
+    if (fl) {
+        struct merged_key pk = {.mm = fl->parent_mm, .page = page};
+        u64 *pts = merged.lookup(&pk);
+        if (pts && *pts < fl->ts) {
+            *flags |= FLAG_INHERITED;
+            return now - *pts;
+        }
+    }
+    return ~0ULL;
+}
+
+// ---------------------------------------------------------------------------------------
+// Merges (ksmd context).
+
+RAW_TRACEPOINT_PROBE(ksm_merge_with_ksm_page)
+{
+    u64 kpage = ctx->args[0];
+    u64 pfn = ctx->args[1];
+    u64 item = ctx->args[2];
+    u64 mm = ctx->args[3];
+    s32 err = (s32)ctx->args[4];
+    u64 now = bpf_ktime_get_ns();
+    u64 page = rd64(item + OFF_RMAP_ADDRESS) & ~0xfffULL;
+    u32 pid = mm_owner_tgid(mm);
+    u32 zero = 0;
+    struct pair_state *ps = pair.lookup(&zero);
+    if (!ps)
+        return 0;
+
+    if (!kpage) {
+        // First half of a pair: this page is becoming the KSM page. Whether the pair
+        // survives is known only when the second half reports.
+        if (err == 0) {
+            ps->mm = mm;
+            ps->page = page;
+            ps->pfn = pfn;
+            ps->ts = now;
+            ps->pid = pid;
+            ps->valid = 1;
+        } else {
+            emit(KIND_MERGE_FAILED, mm, page, 0, 0, pid, err, FLAG_PAIR_FIRST, now);
+        }
+        return 0;
+    }
+
+    if (ps->valid && ps->pfn == pfn) {
+        ps->valid = 0;
+        if (err == 0) {
+            emit(KIND_MERGE, ps->mm, ps->page, 0, 0, ps->pid, 0, FLAG_PAIR_FIRST, ps->ts);
+            remember_merge(ps->mm, ps->page, ps->ts);
+            emit(KIND_MERGE, mm, page, 0, 0, pid, 0, FLAG_PAIR_SECOND, now);
+            remember_merge(mm, page, now);
+        } else {
+            // break_cow() now undoes the first half: one cow_ksm, no merge.
+            emit(KIND_MERGE_FAILED, mm, page, 0, 0, pid, err, FLAG_PAIR_SECOND, now);
+            emit(KIND_UNMERGE, ps->mm, ps->page, 1, 0, ps->pid, 0, UNMERGE_KSMD_UNDO, now);
+        }
+        return 0;
+    }
+    ps->valid = 0;
+
+    if (err == 0) {
+        emit(KIND_MERGE, mm, page, 0, 0, pid, 0, FLAG_STABLE, now);
+        remember_merge(mm, page, now);
+    } else {
+        emit(KIND_MERGE_FAILED, mm, page, 0, 0, pid, err, FLAG_STABLE, now);
+    }
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(ksm_merge_one_page)
+{
+    u64 item = ctx->args[1];
+    u64 mm = ctx->args[2];
+    s32 err = (s32)ctx->args[3];
+    u64 now = bpf_ktime_get_ns();
+    u64 page = rd64(item + OFF_RMAP_ADDRESS) & ~0xfffULL;
+    u32 pid = mm_owner_tgid(mm);
+    if (err == 0) {
+        emit(KIND_ZERO_MERGE, mm, page, 0, 0, pid, 0, 0, now);
+        remember_merge(mm, page, now);
+    } else {
+        emit(KIND_MERGE_FAILED, mm, page, 0, 0, pid, err, 0, now);
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Copy-on-write of merged pages by user writes (the faulting task's context).
+
+#if HAVE_PTWALK
+// What the PTE of (mm, addr) maps right now: 1 = a KSM page, 2 = a KSM-placed zero page,
+// 0 = anything else. Walks the page tables through the direct map (addresses found at
+// start-up), reading the struct page's mapping tag as folio_test_ksm() does.
+static __always_inline int pte_kind(u64 mm, u64 addr)
+{
+    u64 tbl = rd64(mm + OFF_MM_PGD);
+    u64 e;
+    if (!tbl)
+        return 0;
+#if PGTABLE_LEVELS == 5
+    e = rd64(tbl + ((addr >> 48) & 511) * 8);
+    if (!(e & 1))
+        return 0;
+    tbl = PAGE_OFFSET_BASE + (e & PTE_PFN_MASK);
+#endif
+    e = rd64(tbl + ((addr >> 39) & 511) * 8);
+    if (!(e & 1))
+        return 0;
+    tbl = PAGE_OFFSET_BASE + (e & PTE_PFN_MASK);
+    e = rd64(tbl + ((addr >> 30) & 511) * 8);
+    if (!(e & 1) || (e & 0x80))
+        return 0;
+    tbl = PAGE_OFFSET_BASE + (e & PTE_PFN_MASK);
+    e = rd64(tbl + ((addr >> 21) & 511) * 8);
+    if (!(e & 1) || (e & 0x80))
+        return 0;
+    tbl = PAGE_OFFSET_BASE + (e & PTE_PFN_MASK);
+    e = rd64(tbl + ((addr >> 12) & 511) * 8);
+    if (!(e & 1))
+        return 0;
+    u64 pfn = (e & PTE_PFN_MASK) >> 12;
+    if (pfn == ZERO_PFN)
+        return (e & 0x40) ? 2 : 0;
+    u64 mapping = rd64(VMEMMAP_BASE + pfn * SIZEOF_PAGE + OFF_PAGE_MAPPING);
+    return (mapping & 3) == 3 ? 1 : 0;
+}
+#endif
+
+RAW_TRACEPOINT_PROBE(page_fault_user)
+{
+    u64 err = ctx->args[2];
+    // Only a write (bit 1) to a present page (bit 0) can copy a KSM page.
+    if ((err & 3) != 3)
+        return 0;
+    u64 mm = current_mm();
+    if (!mm)
+        return 0;
+    u64 page = ctx->args[0] & ~0xfffULL;
+    u64 now = bpf_ktime_get_ns();
+    u16 flags = 0;
+#if HAVE_PTWALK
+    int kind = pte_kind(mm, page);
+    if (!kind)
+        return 0;
+    u64 life = take_lifetime(mm, page, now, &flags);
+    u32 pid = (u32)(bpf_get_current_pid_tgid() >> 32);
+    emit(kind == 1 ? KIND_COW : KIND_ZERO_COW, mm, page, life, 0, pid, 0, flags, now);
+#else
+    // Without a page-table walk, a write to a page we saw merged is taken as its COW.
+    struct merged_key k = {.mm = mm, .page = page};
+    if (!merged.lookup(&k))
+        return 0;
+    u64 life = take_lifetime(mm, page, now, &flags);
+    u32 pid = (u32)(bpf_get_current_pid_tgid() >> 32);
+    emit(KIND_COW, mm, page, life, 0, pid, 0, flags, now);
+#endif
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Explicit unmerges: count the private copies allocated while the thread is inside
+// madvise(MADV_UNMERGEABLE) / process_madvise / prctl(PR_SET_MEMORY_MERGE, 0).
+// Unsharing a KSM page allocates one order-0 movable user page without __GFP_ZERO
+// (wp_page_copy); unsharing a KSM zero page allocates one with __GFP_ZERO.
+
+static __always_inline void open_window(u32 kind, u64 start, u64 len)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct unmerge_win w = {};
+    w.start = start;
+    w.len = len;
+    w.ts = bpf_ktime_get_ns();
+    w.kind = kind;
+    w.pid = (u32)(bpf_get_current_pid_tgid() >> 32);
+    if (windows.update(&tid, &w) == 0) {
+        u32 zero = 0;
+        u64 *n = open_windows.lookup(&zero);
+        if (n)
+            __sync_fetch_and_add(n, 1);
+    }
+}
+
+static __always_inline void close_window(s64 ret)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct unmerge_win *w = windows.lookup(&tid);
+    if (!w)
+        return;
+    emit(KIND_UNMERGE, current_mm(), w->start, w->pages, w->zero_pages, w->pid, (s32)ret,
+         (u16)w->kind, bpf_ktime_get_ns());
+    windows.delete(&tid);
+    u32 zero = 0;
+    u64 *n = open_windows.lookup(&zero);
+    if (n)
+        __sync_fetch_and_add(n, -1);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_madvise)
+{
+    if (args->behavior == MADV_UNMERGEABLE)
+        open_window(UNMERGE_MADVISE, args->start, args->len_in);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_madvise)
+{
+    close_window(args->ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_process_madvise)
+{
+    if (args->behavior == MADV_UNMERGEABLE)
+        open_window(UNMERGE_PROCESS_MADVISE, 0, args->vlen);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_process_madvise)
+{
+    close_window(args->ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_prctl)
+{
+    if (args->option == PR_SET_MEMORY_MERGE && args->arg2 == 0)
+        open_window(UNMERGE_PRCTL, 0, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_prctl)
+{
+    close_window(args->ret);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(mm_page_alloc)
+{
+    u32 zero = 0;
+    u64 *n = open_windows.lookup(&zero);
+    if (!n || *n == 0)
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct unmerge_win *w = windows.lookup(&tid);
+    if (!w)
+        return 0;
+    u64 order = ctx->args[1];
+    u64 gfp = ctx->args[2];
+    if (order != 0 || !(gfp & GFP_MOVABLE) || !(gfp & GFP_HIGHMEM))
+        return 0;
+    if (gfp & GFP_ZERO)
+        w->zero_pages += 1;
+    else
+        w->pages += 1;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Registration.
+
+RAW_TRACEPOINT_PROBE(ksm_enter)
+{
+    u64 mm = ctx->args[0];
+    u64 cur = current_mm();
+    u64 now = bpf_ktime_get_ns();
+    u16 flags = 0;
+    if (cur && cur != mm) {
+        // dup_mmap() registers the child's mm from the parent.
+        struct fork_link fl = {.parent_mm = cur, .ts = now};
+        forks.update(&mm, &fl);
+        flags = FLAG_FORK;
+    }
+    u32 parent = (u32)(bpf_get_current_pid_tgid() >> 32);
+    emit(KIND_ENTER, mm, 0, parent, 0, mm_owner_tgid(mm), 0, flags, now);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(ksm_exit)
+{
+    u64 mm = ctx->args[0];
+    u64 now = bpf_ktime_get_ns();
+    exited.update(&mm, &now);
+    forks.delete(&mm);
+    emit(KIND_EXIT, mm, 0, 0, 0, mm_owner_tgid(mm), 0, 0, now);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(ksm_remove_ksm_page)
+{
+    u16 flags = ((u32)bpf_get_current_pid_tgid() == KSMD_PID) ? 0 : FLAG_FOREIGN;
+    emit(KIND_REMOVE_KSM_PAGE, 0, 0, 0, 0, 0, 0, flags, bpf_ktime_get_ns());
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(ksm_remove_rmap_item)
+{
+    u64 item = ctx->args[1];
+    u64 mm = ctx->args[2];
+    u64 page = rd64(item + OFF_RMAP_ADDRESS) & ~0xfffULL;
+    struct merged_key k = {.mm = mm, .page = page};
+    merged.delete(&k);
+    u16 flags = ((u32)bpf_get_current_pid_tgid() == KSMD_PID) ? 0 : FLAG_FOREIGN;
+    emit(KIND_REMOVE_RMAP_ITEM, mm, page, 0, 0, mm_owner_tgid(mm), 0, flags,
+         bpf_ktime_get_ns());
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(ksm_advisor)
+{
+    emit(KIND_ADVISOR, 0, 0, ctx->args[0], ctx->args[1], 0, (s32)ctx->args[2], 0,
+         bpf_ktime_get_ns());
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Scan cost. ksmd takes mmap_read_lock(mm) once per page it hands to cmp_and_merge_page()
+// (the "scan site" in scan_get_next_rmap_item()), once more per mm when it finds no further
+// page there, and also for unstable-tree lookups, merges and undo at other sites. The scan
+// site is recognised by the return address it leaves in one fixed slot of ksmd's stack;
+// calibrate_scan_site() learns both from the first lock after ksm_start_scan (always the
+// scan site) or from three batches in a row that agree.
+
+static __always_inline u64 ksmd_vcsw(void)
+{
+    return rd64((u64)bpf_get_current_task() + OFF_TASK_NVCSW);
+}
+
+static __always_inline u64 ksmd_runtime(void)
+{
+    return rd64((u64)bpf_get_current_task() + OFF_TASK_RUNTIME);
+}
+
+static __always_inline void flush_run(struct scan_run *r, u64 pages)
+{
+    if (r->mm && (pages || r->ns))
+        emit(KIND_SCAN, r->mm, 0, pages, r->ns, r->pid, 0, 0, bpf_ktime_get_ns());
+    r->ns = 0;
+}
+
+static __always_inline void scan_page(u64 mm)
+{
+    u32 zero = 0;
+    struct scan_run *r = run.lookup(&zero);
+    if (!r)
+        return;
+    // CPU: the scheduler's sum_exec_runtime, committed at every tick and context switch,
+    // charged to the run in progress when the commit becomes visible. Exact in total,
+    // blurred by at most one tick where ksmd moves from one mm to the next. CPU spent
+    // between passes goes to a SCAN event with mm 0 (pass overhead).
+    u64 rt = ksmd_runtime();
+    u64 vcsw = ksmd_vcsw();
+    if (r->last_runtime) {
+        if (r->mm)
+            r->ns += rt - r->last_runtime;
+        else if (rt > r->last_runtime)
+            // Between passes (LRU drain, unstable tree reset, sleeping): nobody's page.
+            emit(KIND_SCAN, 0, 0, 0, rt - r->last_runtime, 0, 0, 0, bpf_ktime_get_ns());
+    }
+    if (r->mm && vcsw != r->last_vcsw && mm == r->mm && r->pages > 1) {
+        // ksmd slept (end of a batch): report the run so far, keeping one page back.
+        flush_run(r, r->pages - 1);
+        r->pages = 1;
+    }
+    if (mm != r->mm) {
+        // The previous mm's last scan lock found no page (end of its address space).
+        if (r->mm && r->pages)
+            r->pages -= 1;
+        flush_run(r, r->pages);
+        r->mm = mm;
+        r->pid = mm_owner_tgid(mm);
+        r->pages = 0;
+    }
+    r->pages += 1;
+    r->last_runtime = rt;
+    r->last_vcsw = vcsw;
+    if (r->pages > FLUSH_PAGES) {
+        // Keep one page back: it may turn out to be the end-of-mm lock.
+        flush_run(r, r->pages - 1);
+        r->pages = 1;
+    }
+}
+
+static __always_inline int calibrate_scan_site(struct bpf_raw_tracepoint_args *ctx,
+                                               struct scan_cfg *cfg, int certain)
+{
+    u32 zero = 0;
+    struct calib_scratch *s = scratch.lookup(&zero);
+    if (!s)
+        return 0;
+    stat_add(ST_CALIB_TRIES, 1);
+    long n = bpf_get_stack(ctx, s->ips, sizeof(s->ips), 0);
+    if (n <= 0)
+        return 0;
+    // The caller of the mmap_lock trace helper is the frame after it.
+    u64 site = 0;
+#pragma unroll
+    for (int i = 0; i < 15; i++) {
+        if (s->ips[i] >= LOCK_HELPER_START && s->ips[i] < LOCK_HELPER_END) {
+            site = s->ips[i + 1];
+            break;
+        }
+    }
+    if (!site)
+        return 0;
+    u64 base = rd64((u64)bpf_get_current_task() + OFF_TASK_STACK);
+    u64 window = base + THREAD_SIZE - STACK_WINDOW_WORDS * 8;
+    if (bpf_probe_read_kernel(s->words, sizeof(s->words), (void *)window) != 0)
+        return 0;
+    u64 slot = 0;
+    for (int i = 0; i < STACK_WINDOW_WORDS; i++) {
+        if (s->words[i] == site) {
+            slot = window + i * 8;
+            break;
+        }
+    }
+    if (!slot)
+        return 0;
+    if (certain) {
+        cfg->slot_addr = slot;
+        cfg->site_ret = site;
+        cfg->state = SCAN_READY;
+        return 1;
+    }
+    if (cfg->cand_slot == slot && cfg->cand_ret == site) {
+        cfg->votes += 1;
+    } else {
+        cfg->cand_slot = slot;
+        cfg->cand_ret = site;
+        cfg->votes = 1;
+    }
+    if (cfg->votes >= 3) {
+        cfg->slot_addr = slot;
+        cfg->site_ret = site;
+        cfg->state = SCAN_READY;
+        return 1;
+    }
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(mmap_lock_acquire_returned)
+{
+    if ((u32)bpf_get_current_pid_tgid() != KSMD_PID)
+        return 0;
+    u32 zero = 0;
+    struct scan_cfg *cfg = scancfg.lookup(&zero);
+    if (!cfg)
+        return 0;
+    u64 mm = ctx->args[0];
+    u64 now = bpf_ktime_get_ns();
+    if (cfg->state != SCAN_READY) {
+        int ok = 0;
+        if (cfg->state == SCAN_PENDING) {
+            ok = calibrate_scan_site(ctx, cfg, 1);
+            if (!ok)
+                cfg->state = SCAN_UNCAL;
+        } else {
+            // The first lock of a batch (after ksmd slept) is a scan lock too.
+            u64 vcsw = ksmd_vcsw();
+            if (cfg->last_ns && vcsw != cfg->last_csw && now - cfg->last_ns > BATCH_GAP_NS)
+                ok = calibrate_scan_site(ctx, cfg, 0);
+            cfg->last_csw = vcsw;
+        }
+        cfg->last_ns = now;
+        if (!ok) {
+            stat_add(ST_UNCAL_LOCKS, 1);
+            return 0;
+        }
+        stat_add(ST_CALIBRATED, 1);
+        scan_page(mm);
+        stat_add(ST_SCAN_LOCKS, 1);
+        return 0;
+    }
+    if (rd64(cfg->slot_addr) != cfg->site_ret) {
+        stat_add(ST_OTHER_LOCKS, 1);
+        return 0;
+    }
+    stat_add(ST_SCAN_LOCKS, 1);
+    scan_page(mm);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(ksm_start_scan)
+{
+    u32 zero = 0;
+    struct scan_cfg *cfg = scancfg.lookup(&zero);
+    if (cfg && cfg->state != SCAN_READY)
+        cfg->state = SCAN_PENDING;
+    emit(KIND_SCAN_START, 0, ksmd_runtime(), (u32)ctx->args[0], (u32)ctx->args[1], 0, 0, 0,
+         bpf_ktime_get_ns());
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(ksm_stop_scan)
+{
+    u32 zero = 0;
+    u64 now = bpf_ktime_get_ns();
+    struct scan_run *r = run.lookup(&zero);
+    struct scan_cfg *cfg = scancfg.lookup(&zero);
+    if (r && cfg && cfg->state == SCAN_READY && r->mm) {
+        // The lock just before the end of a pass found no page in the last mm.
+        if (r->pages)
+            r->pages -= 1;
+        r->ns += ksmd_runtime() - r->last_runtime;
+        r->last_runtime = ksmd_runtime();
+        flush_run(r, r->pages);
+        r->mm = 0;
+        r->pages = 0;
+    }
+    emit(KIND_SCAN_STOP, 0, ksmd_runtime(), (u32)ctx->args[0], (u32)ctx->args[1], 0, 0, 0,
+         now);
+    return 0;
+}

@@ -1,0 +1,5 @@
+"""Allow ``python -m ksmtrace``."""
+
+from ksmtrace.cli import main
+
+raise SystemExit(main())

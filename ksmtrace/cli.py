@@ -1,0 +1,71 @@
+"""The ``ksmtrace`` command line: subcommands, one-line errors and signal handling."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+from ksmtrace import __version__
+from ksmtrace.commands import demo, doctor, headers, trace
+from ksmtrace.errors import KsmtraceError
+
+DESCRIPTION = """\
+ksmtrace shows what Linux KSM (kernel samepage merging) does for each process, VM and
+container: how much memory it merged, how fast writes break the merges again, and what
+ksmd's scanning costs, checked against the kernel's own counters.
+"""
+
+EPILOG = """\
+Start here:
+  ksmtrace doctor          what this host offers and whether live tracing can run
+  ksmtrace demo            a 30 s guided run on a built-in workload (changes and restores KSM knobs)
+  ksmtrace trace           live per-process table; Ctrl-C ends it with a summary
+  ksmtrace trace --json --duration 60 > ksm.jsonl
+
+Live tracing needs root, BTF (/sys/kernel/btf/vmlinux), KSM and bcc (Debian python3-bpfcc).
+"""
+
+COMMANDS = (doctor, trace, demo, headers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="ksmtrace",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ksmtrace {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM and SIGHUP unwind like Ctrl-C does, so every cleanup path runs.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ksmtrace; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
+    try:
+        return int(args.run(args))
+    except KsmtraceError as exc:
+        print(f"ksmtrace: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ksmtrace: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,1 @@
+"""Subcommands of the ksmtrace command line, one module each."""

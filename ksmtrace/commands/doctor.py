@@ -1,0 +1,215 @@
+"""``ksmtrace doctor``: what this host offers for tracing KSM, in plain sentences."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ksmtrace.errors import KsmtraceError
+from ksmtrace.faults import effective_uid
+from ksmtrace.hostpaths import HostPaths
+from ksmtrace.kernel import procfs, sysfs
+from ksmtrace.kernel.btf import Btf
+from ksmtrace.kernel.headers import find_header_tree
+from ksmtrace.kernel.offsets import resolve_layout
+from ksmtrace.kernel.taskstats import TaskCpuReader
+from ksmtrace.kernel.tracefs import TracefsMount, tracepoint_exists
+from ksmtrace.probes.bcc_adapter import bcc_available, bcc_version
+from ksmtrace.probes.live import LiveSource
+from ksmtrace.render.units import fmt_bytes
+
+HELP = "check what this host offers; exit status 0 means live tracing can run"
+
+#: Raw tracepoints the probe set attaches, with what each is for. (name, required, purpose)
+RAW_TRACEPOINTS = (
+    ("ksm_merge_with_ksm_page", True, "merges per process"),
+    ("ksm_merge_one_page", True, "zero-page merges"),
+    ("ksm_start_scan", True, "full-scan start, duration and CPU"),
+    ("ksm_stop_scan", True, "full-scan end"),
+    ("ksm_enter", True, "registrations, fork"),
+    ("ksm_exit", True, "process exits"),
+    ("ksm_remove_ksm_page", True, "stable node teardown"),
+    ("ksm_remove_rmap_item", True, "stable node teardown per process"),
+    ("page_fault_user", True, "copy-on-write of merged pages"),
+    ("mmap_lock_acquire_returned", True, "pages scanned and ksmd CPU per process"),
+    ("mm_page_alloc", True, "pages unshared by madvise/prctl"),
+)
+SYSCALL_TRACEPOINTS = ("sys_enter_madvise", "sys_enter_process_madvise", "sys_enter_prctl")
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One finding: status is "ok", "warn", "fail" or "info"."""
+
+    name: str
+    status: str
+    text: str
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``doctor`` subcommand."""
+    p = sub.add_parser(
+        "doctor",
+        help=HELP,
+        description=(
+            "Checks root, KSM and its state, ksmd, BTF, the tracepoints ksmtrace attaches, "
+            "bcc and its kernel header tree, and (unless --quick) really compiles, loads and "
+            "attaches the probe set once. Exit status 0: live tracing can run; 1: it cannot."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="skip loading the probe set")
+    p.set_defaults(run=run)
+
+
+def _check_ksm(paths: HostPaths) -> Check:
+    try:
+        ksm = sysfs.read_ksm_sysfs(paths)
+    except KsmtraceError as exc:
+        return Check("ksm", "fail", str(exc))
+    run = {0: "stopped", 1: "merging", 2: "unmerging everything"}.get(ksm.get("run", -1), "?")  # type: ignore[call-overload]
+    saved = (int(ksm.get("pages_sharing", 0)) + int(ksm.get("ksm_zero_pages", 0))) * procfs.page_size()
+    return Check(
+        "ksm",
+        "ok",
+        f"KSM is present: run={ksm.get('run')} ({run}), pages_to_scan={ksm.get('pages_to_scan')}, "
+        f"sleep_millisecs={ksm.get('sleep_millisecs')}, smart_scan={ksm.get('smart_scan', 'n/a')}; "
+        f"{ksm.get('pages_sharing', 0)} pages sharing, {fmt_bytes(saved)} saved now",
+    )  # fmt: skip
+
+
+def _check_btf(paths: HostPaths) -> tuple[Check, Btf | None]:
+    try:
+        btf = Btf.load(paths.btf_vmlinux)
+        lay = resolve_layout(btf)
+    except KsmtraceError as exc:
+        return Check("btf", "fail", str(exc)), None
+    return (
+        Check(
+            "btf",
+            "ok",
+            f"BTF present; offsets resolved (task_struct.mm={lay.task_mm}, mm_struct.owner="
+            f"{lay.mm_owner}, ksm_rmap_item.address={lay.rmap_address})",
+        ),
+        btf,
+    )
+
+
+def _check_tracepoints(paths: HostPaths, btf: Btf | None) -> list[Check]:
+    out = []
+    if btf is not None:
+        missing = [n for n, req, _ in RAW_TRACEPOINTS if req and not btf.has_type(f"btf_trace_{n}", "typedef")]
+        if missing:
+            out.append(Check("tracepoints", "fail", f"missing raw tracepoints: {', '.join(missing)}"))
+        else:
+            out.append(Check("tracepoints", "ok", "all raw tracepoints ksmtrace attaches exist: "
+                             + "; ".join(f"{n} ({why})" for n, _, why in RAW_TRACEPOINTS)))
+        if btf.has_type("btf_trace_ksm_advisor", "typedef"):
+            out.append(Check("advisor", "ok", "ksm_advisor tracepoint present (scan-time advisor, 6.8+)"))
+        else:
+            out.append(Check("advisor", "info", "no ksm_advisor tracepoint (kernel before 6.8)"))
+    try:
+        with TracefsMount(paths) as mount:
+            absent = [s for s in SYSCALL_TRACEPOINTS if not tracepoint_exists(paths, "syscalls", s)]
+            kprobes = (paths.tracefs / "kprobe_events").exists()
+            how = "mounted it for this check" if mount.mounted_by_us else "already mounted"
+    except KsmtraceError as exc:
+        return [*out, Check("tracefs", "fail", str(exc))]
+    out.append(Check("tracefs", "ok", f"tracefs usable ({how}); ksmtrace mounts it while tracing if needed"))
+    if absent:
+        out.append(Check("syscalls", "warn", f"no syscall tracepoints {', '.join(absent)}: explicit unmerges will be unattributed"))
+    else:
+        out.append(Check("syscalls", "ok", "syscall tracepoints for madvise/process_madvise/prctl present (explicit unmerges)"))
+    out.append(Check("kprobes", "info", ("kprobes available" if kprobes else "kprobes not built into this kernel")
+                     + "; fentry is not used either: ksmtrace needs only tracepoints"))
+    return out  # fmt: skip
+
+
+def _check_toolchain() -> list[Check]:
+    out = []
+    if bcc_available():
+        out.append(Check("bcc", "ok", f"bcc {bcc_version()} (Debian python3-bpfcc) importable"))
+    else:
+        out.append(Check("bcc", "fail", "bcc missing: apt-get install python3-bpfcc (not the PyPI 'bcc')"))
+    tree = find_header_tree()
+    if tree is None:
+        out.append(Check("headers", "fail", "no kernel header tree for bcc: run 'ksmtrace headers --install'"))
+    else:
+        out.append(Check("headers", "ok", f"bcc compiles against {tree.origin}"))
+    return out  # fmt: skip
+
+
+def _check_probes(paths: HostPaths) -> list[Check]:
+    source = LiveSource(paths)
+    try:
+        source.start()
+        st = source.state
+        ready = source.scan_site_ready
+    except KsmtraceError as exc:
+        return [Check("probes", "fail", str(exc))]
+    finally:
+        source.close()
+    walk = "ok" if st.page_tables is not None else "warn"
+    return [
+        Check("probes", "ok", "the probe set compiled, loaded and attached (then detached)"),
+        Check("page-walk", walk, f"write faults: {st.page_walk_note}"),
+        Check(
+            "scan-site",
+            "ok" if ready else "info",
+            "ksmd's scan site is recognised (per-process scan cost is exact)"
+            if ready
+            else "ksmd's scan site is learned at its next full scan (or after 3 batches)",
+        ),
+    ]
+
+
+def run_checks(paths: HostPaths, quick: bool = False) -> list[Check]:
+    """All checks, in the order they are printed."""
+    uid = effective_uid()
+    checks = [
+        Check("root", "ok", "running as root")
+        if uid == 0
+        else Check("root", "fail", f"not root (uid {uid}): live tracing needs root; run with sudo")
+    ]
+    checks.append(_check_ksm(paths))
+    ksmd = procfs.find_ksmd(paths)
+    checks.append(
+        Check("ksmd", "ok", f"ksmd kernel thread is pid {ksmd}")
+        if ksmd
+        else Check("ksmd", "fail", "no ksmd kernel thread")
+    )
+    btf_check, btf = _check_btf(paths)
+    checks.append(btf_check)
+    if uid == 0:
+        checks += _check_tracepoints(paths, btf)
+    checks += _check_toolchain()
+    if ksmd:
+        cpu = TaskCpuReader(paths)
+        got = cpu.read(ksmd)
+        cpu.close()
+        checks.append(
+            Check("ksmd-cpu", "ok", f"ksmd CPU read from {got.source} ({got.run_ns / 1e9:.2f} s so far)")
+            if got
+            else Check("ksmd-cpu", "warn", "cannot read ksmd's CPU time")
+        )  # fmt: skip
+    if not quick and not any(c.status == "fail" for c in checks):
+        checks += _check_probes(paths)
+    return checks
+
+
+_MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "info"}
+
+
+def run(args: argparse.Namespace, printer: Callable[[str], None] = print) -> int:
+    """Print every check; exit 0 when live tracing can run."""
+    checks = run_checks(HostPaths.from_env(), args.quick)
+    printer("ksmtrace doctor: can this host trace KSM?")
+    for c in checks:
+        printer(f"  [{_MARK[c.status]}] {c.name:<11} {c.text}")
+    fails = [c for c in checks if c.status == "fail"]
+    if fails:
+        printer(f"Live tracing: NOT available. First problem: {fails[0].text}")
+        return 1
+    printer("Live tracing: available." + (" (probe load skipped: --quick)" if args.quick else ""))
+    return 0

@@ -1,0 +1,1 @@
+"""Kernel access layer: sysfs, procfs, BTF, tracefs, kallsyms and knob control."""

@@ -1,0 +1,69 @@
+"""One KSM-changing session at a time: an advisory lock shared by the demo, the CLI and the tests.
+
+Two sessions that both change the global KSM knobs (or compare global counters such as
+``cow_ksm`` against their own workload) would corrupt each other's results and restore
+each other's knobs in the wrong order.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from ksmtrace.errors import HostError
+
+LOCK_PATH = Path("/run/lock/ksmtrace-ksm.lock")
+
+
+class SessionLock:
+    """Exclusive ``flock`` on :data:`LOCK_PATH`, held for the length of a ``with`` block."""
+
+    def __init__(self, purpose: str, wait_s: float = 0.0, path: Path = LOCK_PATH) -> None:
+        """Prepare the lock.
+
+        Args:
+            purpose: what the holder does, shown to whoever waits for it.
+            wait_s: how long to wait for another holder before giving up.
+            path: the lock file.
+        """
+        self.purpose = purpose
+        self.wait_s = wait_s
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> SessionLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    raise HostError(
+                        f"another ksmtrace session is changing KSM ({holder or 'unknown'}); "
+                        "wait for it to finish or stop it"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {self.purpose}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,285 @@
+"""The live event source: attaches the probe set and yields one Tick per interval."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from ksmtrace.errors import HostError, KsmtraceError
+from ksmtrace.faults import effective_uid
+from ksmtrace.events import EventBatch, EventKind, HostSample, ProcessKsm, Tick
+from ksmtrace.hostpaths import HostPaths
+from ksmtrace.identity import IdentityCache
+from ksmtrace.kernel import procfs, sysfs
+from ksmtrace.kernel.btf import Btf
+from ksmtrace.kernel.headers import require_header_tree
+from ksmtrace.kernel.kallsyms import symbol_range
+from ksmtrace.kernel.offsets import resolve_layout
+from ksmtrace.kernel.taskstats import TaskCpuReader
+from ksmtrace.kernel.tracefs import TracefsMount
+from ksmtrace.probes import calibrate
+from ksmtrace.probes.bcc_adapter import BccProgram
+from ksmtrace.probes.program import PageTables, ProgramConfig, Stat, render_main
+
+LOCK_HELPER = "__mmap_lock_do_trace_acquire_returned"
+
+
+@dataclass(slots=True)
+class LiveOptions:
+    """Knobs of the live probe set.
+
+    Attributes:
+        merged_max: how many merged pages to remember for lifetimes.
+        ringbuf_pages: ring buffer size in pages.
+        page_walk: check write faults against the page table (exact COW counts); when False
+            or when calibration fails, a write to a remembered merged page counts as a COW.
+        debug_dir: where to write the rendered program and compiler output.
+    """
+
+    merged_max: int = 262144
+    ringbuf_pages: int = 2048
+    page_walk: bool = True
+    debug_dir: Path | None = None
+
+
+@dataclass(slots=True)
+class ProbeState:
+    """What the probe set is doing, for doctor, the summary and exporter self-metrics."""
+
+    page_tables: PageTables | None = None
+    page_walk_note: str = ""
+    header_origin: str = ""
+    ksmd_pid: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+    lost_total: dict[int, int] = field(default_factory=dict)
+
+
+def require_root() -> None:
+    """Raise a HostError unless running as root (BPF, tracefs and kallsyms need it)."""
+    if effective_uid() != 0:
+        raise HostError(
+            "live tracing needs root (BPF, tracefs and kallsyms addresses): run with sudo, "
+            "or use 'ksmtrace replay' on a recorded trace"
+        )
+
+
+class LiveSource:
+    """Kernel-side probes plus counter sampling, as a stream of :class:`Tick` objects."""
+
+    def __init__(self, paths: HostPaths | None = None, options: LiveOptions | None = None):
+        self.paths = paths or HostPaths.from_env()
+        self.options = options or LiveOptions()
+        self.state = ProbeState()
+        self.identities = IdentityCache(self.paths)
+        self._tracefs: TracefsMount | None = None
+        self._prog: BccProgram | None = None
+        self._chunks: list[bytes] = []
+        self._cpu = TaskCpuReader(self.paths)
+        self._lost_seen: list[int] = []
+        self._last_sample: HostSample | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Resolve the kernel's layout, calibrate, compile and attach. Idempotent."""
+        if self._prog is not None:
+            return
+        require_root()
+        if not sysfs.ksm_available(self.paths):
+            sysfs.read_ksm_sysfs(self.paths)  # raises the one-line KSM-absent error
+        ksmd = procfs.find_ksmd(self.paths)
+        if ksmd is None:
+            raise HostError("no ksmd kernel thread found: this kernel runs without KSM")
+        layout = resolve_layout(Btf.load(self.paths.btf_vmlinux))
+        tree = require_header_tree()
+        self.state.header_origin = tree.origin
+        self.state.ksmd_pid = ksmd
+        self._tracefs = TracefsMount(self.paths).__enter__()
+        try:
+            tables = self._page_tables(layout, tree.path)
+            cfg = ProgramConfig(
+                ksmd_pid=ksmd,
+                layout=layout,
+                lock_helper=symbol_range(self.paths, LOCK_HELPER),
+                page_tables=tables,
+                merged_max=self.options.merged_max,
+                ringbuf_pages=self.options.ringbuf_pages,
+            )
+            text = render_main(cfg)
+            log = None
+            if self.options.debug_dir is not None:
+                self.options.debug_dir.mkdir(parents=True, exist_ok=True)
+                (self.options.debug_dir / "ksmtrace.rendered.c").write_text(text)
+                log = self.options.debug_dir / "bcc.log"
+            self._prog = BccProgram(text, kernel_source=tree.path, debug_log=log)
+            self._prog.open_ring_buffer("events", self._chunks.append)
+            self._preload_scan_site()
+            self._lost_seen = self._prog.array_u64("lost")
+        except BaseException:
+            self.close()
+            raise
+
+    def _page_tables(self, layout: object, kernel_source: Path | None) -> PageTables | None:
+        if not self.options.page_walk:
+            self.state.page_walk_note = "disabled by option"
+            return None
+        try:
+            tables = calibrate.page_tables(self.paths, layout, kernel_source)  # type: ignore[arg-type]
+        except KsmtraceError as exc:
+            self.state.page_walk_note = f"unavailable ({exc})"
+            return None
+        self.state.page_tables = tables
+        self.state.page_walk_note = "COW faults checked against the page table"
+        return tables
+
+    def close(self) -> None:
+        """Detach all probes, remember the scan-site calibration, unmount tracefs if mounted."""
+        if self._prog is not None:
+            self._save_scan_site()
+            self._prog.close()
+            self._prog = None
+        if self._tracefs is not None:
+            self._tracefs.release()
+            self._tracefs = None
+        self._cpu.close()
+
+    def __enter__(self) -> LiveSource:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- scan-site calibration cache -----------------------------------------------------
+
+    def _scan_cache(self) -> Path:
+        return calibrate.CACHE_DIR / "scansite.json"
+
+    def _preload_scan_site(self) -> None:
+        assert self._prog is not None
+        try:
+            data = json.loads(self._scan_cache().read_text())
+        except (OSError, ValueError):
+            return
+        if data.get("boot_id") != calibrate.boot_id(self.paths) or data.get(
+            "ksmd_pid"
+        ) != self.state.ksmd_pid:
+            return
+        self._prog.set_array_struct(
+            "scancfg",
+            {"slot_addr": int(data["slot_addr"]), "site_ret": int(data["site_ret"]), "state": 2},
+        )
+
+    def _save_scan_site(self) -> None:
+        assert self._prog is not None
+        cfg = self._prog.array_struct("scancfg")
+        if cfg.get("state") != 2:
+            return
+        try:
+            calibrate.CACHE_DIR.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(self._scan_cache(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(
+                    {
+                        "boot_id": calibrate.boot_id(self.paths),
+                        "ksmd_pid": self.state.ksmd_pid,
+                        "slot_addr": cfg["slot_addr"],
+                        "site_ret": cfg["site_ret"],
+                    },
+                    f,
+                )
+        except OSError:
+            pass
+
+    @property
+    def scan_site_ready(self) -> bool:
+        """Whether ksmd's scan site is recognised (pages scanned per process are exact)."""
+        return self._prog is not None and self._prog.array_struct("scancfg").get("state") == 2
+
+    # -- sampling -------------------------------------------------------------------------
+
+    def sample(self) -> HostSample:
+        """Read sysfs, vmstat, ksmd CPU and every process's ksm_stat now."""
+        now = time.monotonic_ns()
+        ksm = sysfs.read_ksm_sysfs(self.paths)
+        vmstat = procfs.read_vmstat_ksm(self.paths)
+        cpu = self._cpu.read(self.state.ksmd_pid) if self.state.ksmd_pid else None
+        procs = {
+            pid: ProcessKsm(
+                pid=pid,
+                rmap_items=st.rmap_items,
+                zero_pages=st.zero_pages,
+                merging_pages=st.merging_pages,
+                process_profit=st.process_profit,
+                mergeable=st.mergeable,
+                merge_any=st.merge_any,
+            )
+            for pid, st in procfs.list_ksm_processes(self.paths).items()
+        }
+        return HostSample(now, ksm, vmstat, cpu.run_ns if cpu else -1, procs, procfs.page_size())
+
+    def drain(self) -> EventBatch:
+        """Every event delivered so far, in arrival order."""
+        if self._prog is not None:
+            self._prog.consume()
+        chunks, self._chunks[:] = list(self._chunks), []
+        return EventBatch.from_bytes(b"".join(chunks))
+
+    def _lost_delta(self) -> dict[int, int]:
+        assert self._prog is not None
+        now = self._prog.array_u64("lost")
+        delta = {i: n - o for i, (n, o) in enumerate(zip(now, self._lost_seen)) if n != o}
+        self._lost_seen = now
+        for k, v in delta.items():
+            self.state.lost_total[k] = self.state.lost_total.get(k, 0) + v
+        return delta
+
+    def refresh_stats(self) -> dict[str, int]:
+        """Self-metrics of the probe set (see :class:`Stat`)."""
+        if self._prog is not None:
+            values = self._prog.array_u64("stats")
+            self.state.stats = {s.name.lower(): values[s.value] for s in Stat}
+            self.state.stats["scan_site_ready"] = int(self.scan_site_ready)
+        return self.state.stats
+
+    def ticks(self, interval_s: float, duration_s: float | None = None) -> Iterator[Tick]:
+        """Yield one Tick every ``interval_s`` seconds until ``duration_s`` has passed.
+
+        The first Tick starts when this generator is first advanced.
+        """
+        self.start()
+        assert self._prog is not None
+        self.drain()
+        prev = self.sample()
+        start = prev.ts_ns
+        interval_ns = int(interval_s * 1e9)
+        end = None if duration_s is None else start + int(duration_s * 1e9)
+        t_next = start + interval_ns
+        while True:
+            while (now := time.monotonic_ns()) < t_next:
+                self._prog.poll(max(1, min(100, (t_next - now) // 1_000_000)))
+            batch = self.drain()
+            sample = self.sample()
+            pids = {int(p) for p in batch.records["pid"]} | set(sample.processes)
+            idents = {pid: self.identities.get(pid) for pid in pids if pid}
+            self.refresh_stats()
+            yield Tick(prev.ts_ns, sample.ts_ns, batch, sample, self._lost_delta(), idents)
+            prev = sample
+            if end is not None and t_next >= end:
+                return
+            t_next += interval_ns
+
+
+def events_of(tick: Tick, kind: EventKind) -> int:
+    """Number of events of one kind in a tick (convenience for callers and tests)."""
+    return len(tick.events.of_kind(kind))

@@ -1,0 +1,1 @@
+"""Text renderers of the event model: tables, JSON lines and summaries."""

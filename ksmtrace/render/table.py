@@ -1,0 +1,68 @@
+"""The live per-process table of ``ksmtrace trace`` (80 columns), one block per interval."""
+
+from __future__ import annotations
+
+import time
+
+from ksmtrace.aggregate import IntervalReport, ProcessInterval
+from ksmtrace.render.units import fmt_bytes, fmt_count, fmt_ratio, fmt_seconds
+
+HEADER = (
+    f"{'PID':>7} {'NAME':<16} {'SAVED':>7} {'MERGING':>7} {'MERGE/s':>7} {'COW/s':>6} "
+    f"{'CHURN':>5} {'LIFE50':>6} {'SCAN/s':>7} {'CPUms/s':>7}"
+)
+
+
+def _name(row: ProcessInterval) -> str:
+    ident = row.identity
+    name = ident.vm or ident.comm
+    if ident.vm is None and ident.container:
+        name = f"{ident.comm}@{ident.container[:6]}"
+    if not row.alive:
+        name = f"{name}(exit)"
+    return name[:16]
+
+
+def format_row(row: ProcessInterval, seconds: float) -> str:
+    """One process line of the table."""
+    return (
+        f"{row.pid:>7} {_name(row):<16} {fmt_bytes(row.saved_bytes):>7} "
+        f"{fmt_count(row.merging_pages):>7} {fmt_count(row.merges / seconds):>7} "
+        f"{fmt_count(row.cows / seconds):>6} {fmt_ratio(row.churn):>5} "
+        f"{fmt_seconds(row.lifetime_p50_s):>6} {fmt_count(row.scanned / seconds):>7} "
+        f"{row.scan_cpu_ns / 1e6 / seconds:>7.1f}"
+    )
+
+
+def format_header(rep: IntervalReport) -> list[str]:
+    """Global lines: KSM state, savings, scan progress, ksmd CPU and the cow_ksm ledger."""
+    s = rep.sample
+    secs = rep.seconds
+    run = s.ksm.get("run", "?")
+    pts, sleep = s.ksm.get("pages_to_scan", "?"), s.ksm.get("sleep_millisecs", "?")
+    scans = f"full scans {s.counter('full_scans')}"
+    if rep.full_scan_s is not None:
+        scans += f" (last {fmt_seconds(rep.full_scan_s)}, {fmt_seconds(rep.full_scan_cpu_s)} CPU)"
+    stamp = time.strftime("%H:%M:%S")
+    led = rep.ledger
+    lines = [
+        f"{stamp} run={run} scan {pts} pages/{sleep}ms  saved {fmt_bytes(s.saved_bytes)} "
+        f"(profit {fmt_bytes(s.counter('general_profit'))})  {scans}",
+        f"         ksmd {rep.ksmd_cpu_ns / 1e7 / secs:.1f}% CPU  "
+        f"cow_ksm +{led.cow_ksm_delta} = {led.write_cows} write COW + {led.explicit} explicit"
+        f" + {led.ksmd_undo} ksmd undo + {led.unattributed} unattributed"
+        + (f"  LOST {rep.lost}" if rep.lost else ""),
+    ]
+    return lines
+
+
+def format_interval(rep: IntervalReport, top: int = 20) -> str:
+    """The whole block for one interval: header lines, column titles, up to ``top`` rows."""
+    rows = [r for r in rep.processes if r.merging_pages or r.merges or r.cows or r.scanned]
+    lines = [*format_header(rep), HEADER]
+    lines += [format_row(r, rep.seconds) for r in rows[:top]]
+    if len(rows) > top:
+        lines.append(f"{'':>7} ... {len(rows) - top} more processes")
+    if not rows:
+        lines.append(f"{'':>7} (no process has KSM activity yet)")
+    return "\n".join(lines)

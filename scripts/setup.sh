@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install everything ksmtrace and its tests need on a fresh Debian 12 host, as root.
+# Idempotent: packages already present are not reinstalled, the venv is reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  python3-bpfcc      # bcc for /usr/bin/python3 (never the PyPI package named bcc)
+  bpftool            # independent oracle for the BTF reader tests
+  python3-venv
+  tmux               # real-terminal smoke test of the terminal UI
+  prometheus         # real Prometheus server for the exporter and dashboard tests
+  qemu-system-x86    # real guests for the VM attribution tests
+  busybox-static     # the guests' initramfs
+)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup: run as root (apt-get, kernel headers, BPF)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the prometheus service on install; the tests run their own server.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  touch "$stamp"
+fi
+
+.venv/bin/ksmtrace headers --install
