@@ -81,6 +81,8 @@ struct scan_cfg {
 struct fork_link {
     u64 parent_mm;
     u64 ts;
+    u32 parent_pid;
+    u32 pending;   // ENTER not reported yet: the child's pid is known only at sched_process_fork
 };
 
 struct calib_scratch {
@@ -454,15 +456,30 @@ RAW_TRACEPOINT_PROBE(ksm_enter)
     u64 mm = ctx->args[0];
     u64 cur = current_mm();
     u64 now = bpf_ktime_get_ns();
-    u16 flags = 0;
+    u32 me = (u32)(bpf_get_current_pid_tgid() >> 32);
     if (cur && cur != mm) {
-        // dup_mmap() registers the child's mm from the parent.
-        struct fork_link fl = {.parent_mm = cur, .ts = now};
+        // dup_mmap() registers the child's mm from the parent, before the child has a pid
+        // of its own: report it from sched_process_fork.
+        struct fork_link fl = {.parent_mm = cur, .ts = now, .parent_pid = me, .pending = 1};
         forks.update(&mm, &fl);
-        flags = FLAG_FORK;
+        return 0;
     }
-    u32 parent = (u32)(bpf_get_current_pid_tgid() >> 32);
-    emit(KIND_ENTER, mm, 0, parent, 0, mm_owner_tgid(mm), 0, flags, now);
+    emit(KIND_ENTER, mm, 0, me, 0, mm_owner_tgid(mm), 0, 0, now);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    u64 child = ctx->args[1];
+    u64 mm = rd64(child + OFF_TASK_MM);
+    if (!mm)
+        return 0;
+    struct fork_link *fl = forks.lookup(&mm);
+    if (!fl || !fl->pending)
+        return 0;
+    fl->pending = 0;
+    emit(KIND_ENTER, mm, 0, fl->parent_pid, 0, rd32(child + OFF_TASK_TGID), 0, FLAG_FORK,
+         bpf_ktime_get_ns());
     return 0;
 }
 
@@ -472,7 +489,12 @@ RAW_TRACEPOINT_PROBE(ksm_exit)
     u64 now = bpf_ktime_get_ns();
     exited.update(&mm, &now);
     forks.delete(&mm);
-    emit(KIND_EXIT, mm, 0, 0, 0, mm_owner_tgid(mm), 0, 0, now);
+    // exit_mm() has usually cleared mm->owner by now (no other user of the mm); the task
+    // doing the last mmput() is then the exiting process itself.
+    u32 pid = mm_owner_tgid(mm);
+    if (!pid)
+        pid = (u32)(bpf_get_current_pid_tgid() >> 32);
+    emit(KIND_EXIT, mm, 0, 0, 0, pid, 0, 0, now);
     return 0;
 }
 

@@ -10,10 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from ksmtrace.events import (
     LIFETIME_UNKNOWN,
     EventArray,
+    EventBatch,
     EventFlag,
     EventKind,
     HostSample,
@@ -181,7 +183,9 @@ class IntervalReport:
         return max(1e-9, (self.end_ns - self.start_ns) / 1e9)
 
 
-def _count_by_pid(records: EventArray, weights: EventArray | None = None) -> dict[int, int]:
+def _count_by_pid(
+    records: EventArray, weights: npt.NDArray[np.float64] | None = None
+) -> dict[int, int]:
     if not len(records):
         return {}
     pids, inv = np.unique(records["pid"], return_inverse=True)
@@ -229,8 +233,17 @@ class Accumulator:
             t = self.totals[pid] = ProcessTotals(pid)
         return t
 
+    def add_events(self, batch: EventBatch) -> None:
+        """Fold events into the per-process totals without an interval report."""
+        rec = batch.records
+        if self.pid_filter is not None:
+            rec = rec[np.isin(rec["pid"], np.fromiter(self.pid_filter, dtype=np.uint32))]
+        self._fold({k: rec[rec["kind"] == int(k)] for k in EventKind}, rec)
+
     def add(self, tick: Tick) -> IntervalReport:
         """Account one Tick and report what happened in it."""
+        if self.last is None:
+            self.last = tick.previous
         rec = tick.events.records
         ledger = self._ledger(tick, rec)
         scans, scan_s, scan_cpu = self._full_scans(rec)
@@ -380,6 +393,7 @@ class Accumulator:
         return tuple(rows)
 
 
-def has_flag(records: EventArray, flag: EventFlag) -> EventArray:
+def has_flag(records: EventArray, flag: EventFlag) -> npt.NDArray[np.bool_]:
     """Boolean mask of records whose ``flags`` include ``flag``."""
-    return (records["flags"] & int(flag)) != 0
+    mask: npt.NDArray[np.bool_] = (records["flags"] & int(flag)) != 0
+    return mask

@@ -35,15 +35,25 @@ class EventKind(IntEnum):
     ZERO_COW = 5
     """A user write fault replaced a KSM-placed zero page (decrements ``ksm_zero_pages``)."""
     UNMERGE = 6
-    """Explicit unsharing; ``flags`` = :class:`UnmergeKind`, ``value`` = KSM pages, ``value2`` = zero pages."""
+    """Explicit unsharing: ``flags`` is an :class:`UnmergeKind`, ``value`` KSM pages,
+    ``value2`` KSM zero pages."""
     SCAN = 7
-    """ksmd scanned ``value`` pages of this mm using ``value2`` ns of CPU (a run of consecutive pages)."""
+    """ksmd scanned ``value`` pages of this mm with ``value2`` ns of CPU (consecutive pages).
+
+    ``mm`` 0 and ``pid`` 0: CPU ksmd spent between passes (pass overhead).
+    """
     SCAN_START = 8
-    """ksmd started full scan ``value`` (``ksm_start_scan``); ``value2`` = rmap_items; ``addr`` = ksmd CPU ns."""
+    """ksmd started full scan ``value`` (``ksm_start_scan``).
+
+    ``value2`` is the rmap_item count, ``addr`` ksmd's cumulative CPU ns.
+    """
     SCAN_STOP = 9
-    """ksmd finished full scan ``value`` (``ksm_stop_scan``); ``value2`` = rmap_items; ``addr`` = ksmd CPU ns."""
+    """ksmd finished full scan ``value`` (``ksm_stop_scan``); fields as SCAN_START."""
     ENTER = 10
-    """An mm was registered with KSM (``ksm_enter``); ``flags`` has FORK when registered by a parent."""
+    """An mm was registered with KSM (``ksm_enter``); ``value`` is the registering pid.
+
+    ``flags`` has FORK when a parent registered its child during fork.
+    """
     EXIT = 11
     """An mm left KSM (``ksm_exit``)."""
     REMOVE_KSM_PAGE = 12
@@ -51,7 +61,10 @@ class EventKind(IntEnum):
     REMOVE_RMAP_ITEM = 13
     """An rmap_item was unlinked during a stable node teardown (``ksm_remove_rmap_item``)."""
     ADVISOR = 14
-    """The scan-time advisor changed pages_to_scan to ``value2``; ``value`` = scan time s, ``err`` = cpu %."""
+    """The scan-time advisor set pages_to_scan to ``value2``.
+
+    ``value`` is the scan time in seconds, ``err`` the CPU percentage.
+    """
 
 
 class UnmergeKind(IntEnum):
@@ -172,8 +185,9 @@ class EventBatch:
         return int(self.records.shape[0])
 
     def of_kind(self, kind: EventKind) -> EventArray:
-        """Records of one kind (a view-like copy)."""
-        return self.records[self.records["kind"] == int(kind)]
+        """Records of one kind (a copy)."""
+        out: EventArray = self.records[self.records["kind"] == int(kind)]
+        return out
 
     def __iter__(self) -> Iterator[Event]:
         for r in self.records:
@@ -304,7 +318,7 @@ class HostSample:
 
     @property
     def saved_bytes(self) -> int:
-        """Memory saved the way the kernel counts it: (pages_sharing + ksm_zero_pages) x page size."""
+        """Memory saved as the kernel counts it: (pages_sharing + ksm_zero_pages) x page size."""
         return (self.counter("pages_sharing") + self.counter("ksm_zero_pages")) * self.page_size
 
 
@@ -320,6 +334,7 @@ class Tick:
         sample: counters read at ``end_ns``.
         lost: events the kernel side could not deliver in this interval, by EventKind value.
         identities: who each pid seen in this tick is.
+        previous: counters read at ``start_ns`` (the previous tick's sample), if known.
     """
 
     start_ns: int
@@ -328,3 +343,4 @@ class Tick:
     sample: HostSample
     lost: Mapping[int, int] = field(default_factory=dict)
     identities: Mapping[int, ProcessIdentity] = field(default_factory=dict)
+    previous: HostSample | None = None

@@ -66,9 +66,7 @@ class Region:
         uniq = idx >= self.shared + self.zero
         if uniq.any():
             out[uniq] = self.templates[0]
-            out[uniq, :8] = (
-                idx[uniq, None].astype(">u8").view(np.uint8).reshape(-1, 8)
-            )
+            out[uniq, :8] = idx[uniq, None].astype(">u8").view(np.uint8).reshape(-1, 8)
             out[uniq, 8:12] = np.frombuffer(os.getpid().to_bytes(4, "big"), dtype=np.uint8)
         return out
 
@@ -84,7 +82,7 @@ class Region:
         self.view[start : start + count, 100] = value & 0xFF or 1
 
     def madvise(self, start: int, count: int, advice: int) -> None:
-        """madvise() a page range of the region."""
+        """Apply madvise advice to a page range of the region."""
         self.map.madvise(advice, start * PAGE, count * PAGE)
 
 

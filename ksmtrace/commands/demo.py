@@ -16,7 +16,7 @@ from ksmtrace.kernel.sysfs import KnobGuard, validate_knob
 from ksmtrace.probes.live import LiveSource, require_root
 from ksmtrace.render.summary import format_summary
 from ksmtrace.render.table import format_interval
-from ksmtrace.workers import WorkerSpec, Workers
+from ksmtrace.workers import Workers, WorkerSpec
 
 HELP = "30 s guided run on a built-in workload (switches KSM on, restores it after)"
 

@@ -29,6 +29,7 @@ RAW_TRACEPOINTS = (
     ("ksm_start_scan", True, "full-scan start, duration and CPU"),
     ("ksm_stop_scan", True, "full-scan end"),
     ("ksm_enter", True, "registrations, fork"),
+    ("sched_process_fork", True, "the pid of a child registered during fork"),
     ("ksm_exit", True, "process exits"),
     ("ksm_remove_ksm_page", True, "stable node teardown"),
     ("ksm_remove_rmap_item", True, "stable node teardown per process"),
@@ -68,8 +69,13 @@ def _check_ksm(paths: HostPaths) -> Check:
         ksm = sysfs.read_ksm_sysfs(paths)
     except KsmtraceError as exc:
         return Check("ksm", "fail", str(exc))
-    run = {0: "stopped", 1: "merging", 2: "unmerging everything"}.get(ksm.get("run", -1), "?")  # type: ignore[call-overload]
-    saved = (int(ksm.get("pages_sharing", 0)) + int(ksm.get("ksm_zero_pages", 0))) * procfs.page_size()
+    run_value = ksm.get("run")
+    run = {0: "stopped", 1: "merging", 2: "unmerging everything"}.get(
+        run_value if isinstance(run_value, int) else -1, "?"
+    )
+    saved = (
+        int(ksm.get("pages_sharing", 0)) + int(ksm.get("ksm_zero_pages", 0))
+    ) * procfs.page_size()
     return Check(
         "ksm",
         "ok",
@@ -99,14 +105,28 @@ def _check_btf(paths: HostPaths) -> tuple[Check, Btf | None]:
 def _check_tracepoints(paths: HostPaths, btf: Btf | None) -> list[Check]:
     out = []
     if btf is not None:
-        missing = [n for n, req, _ in RAW_TRACEPOINTS if req and not btf.has_type(f"btf_trace_{n}", "typedef")]
+        missing = [
+            n
+            for n, req, _ in RAW_TRACEPOINTS
+            if req and not btf.has_type(f"btf_trace_{n}", "typedef")
+        ]
         if missing:
-            out.append(Check("tracepoints", "fail", f"missing raw tracepoints: {', '.join(missing)}"))
+            out.append(
+                Check("tracepoints", "fail", f"missing raw tracepoints: {', '.join(missing)}")
+            )
         else:
-            out.append(Check("tracepoints", "ok", "all raw tracepoints ksmtrace attaches exist: "
-                             + "; ".join(f"{n} ({why})" for n, _, why in RAW_TRACEPOINTS)))
+            out.append(
+                Check(
+                    "tracepoints",
+                    "ok",
+                    "all raw tracepoints ksmtrace attaches exist: "
+                    + "; ".join(f"{n} ({why})" for n, _, why in RAW_TRACEPOINTS),
+                )
+            )
         if btf.has_type("btf_trace_ksm_advisor", "typedef"):
-            out.append(Check("advisor", "ok", "ksm_advisor tracepoint present (scan-time advisor, 6.8+)"))
+            out.append(
+                Check("advisor", "ok", "ksm_advisor tracepoint present (scan-time advisor, 6.8+)")
+            )
         else:
             out.append(Check("advisor", "info", "no ksm_advisor tracepoint (kernel before 6.8)"))
     try:
@@ -116,13 +136,35 @@ def _check_tracepoints(paths: HostPaths, btf: Btf | None) -> list[Check]:
             how = "mounted it for this check" if mount.mounted_by_us else "already mounted"
     except KsmtraceError as exc:
         return [*out, Check("tracefs", "fail", str(exc))]
-    out.append(Check("tracefs", "ok", f"tracefs usable ({how}); ksmtrace mounts it while tracing if needed"))
+    out.append(
+        Check(
+            "tracefs", "ok", f"tracefs usable ({how}); ksmtrace mounts it while tracing if needed"
+        )
+    )
     if absent:
-        out.append(Check("syscalls", "warn", f"no syscall tracepoints {', '.join(absent)}: explicit unmerges will be unattributed"))
+        out.append(
+            Check(
+                "syscalls",
+                "warn",
+                f"no syscall tracepoints {', '.join(absent)}: explicit unmerges go unattributed",
+            )
+        )
     else:
-        out.append(Check("syscalls", "ok", "syscall tracepoints for madvise/process_madvise/prctl present (explicit unmerges)"))
-    out.append(Check("kprobes", "info", ("kprobes available" if kprobes else "kprobes not built into this kernel")
-                     + "; fentry is not used either: ksmtrace needs only tracepoints"))
+        out.append(
+            Check(
+                "syscalls",
+                "ok",
+                "syscall tracepoints for madvise/process_madvise/prctl present (explicit unmerges)",
+            )
+        )
+    out.append(
+        Check(
+            "kprobes",
+            "info",
+            ("kprobes available" if kprobes else "kprobes not built into this kernel")
+            + "; fentry is not used either: ksmtrace needs only tracepoints",
+        )
+    )
     return out  # fmt: skip
 
 
@@ -131,10 +173,16 @@ def _check_toolchain() -> list[Check]:
     if bcc_available():
         out.append(Check("bcc", "ok", f"bcc {bcc_version()} (Debian python3-bpfcc) importable"))
     else:
-        out.append(Check("bcc", "fail", "bcc missing: apt-get install python3-bpfcc (not the PyPI 'bcc')"))
+        out.append(
+            Check("bcc", "fail", "bcc missing: apt-get install python3-bpfcc (not the PyPI 'bcc')")
+        )
     tree = find_header_tree()
     if tree is None:
-        out.append(Check("headers", "fail", "no kernel header tree for bcc: run 'ksmtrace headers --install'"))
+        out.append(
+            Check(
+                "headers", "fail", "no kernel header tree for bcc: run 'ksmtrace headers --install'"
+            )
+        )
     else:
         out.append(Check("headers", "ok", f"bcc compiles against {tree.origin}"))
     return out  # fmt: skip
@@ -188,11 +236,11 @@ def run_checks(paths: HostPaths, quick: bool = False) -> list[Check]:
         cpu = TaskCpuReader(paths)
         got = cpu.read(ksmd)
         cpu.close()
-        checks.append(
-            Check("ksmd-cpu", "ok", f"ksmd CPU read from {got.source} ({got.run_ns / 1e9:.2f} s so far)")
-            if got
-            else Check("ksmd-cpu", "warn", "cannot read ksmd's CPU time")
-        )  # fmt: skip
+        if got is None:
+            checks.append(Check("ksmd-cpu", "warn", "cannot read ksmd's CPU time"))
+        else:
+            text = f"ksmd CPU read from {got.source} ({got.run_ns / 1e9:.2f} s so far)"
+            checks.append(Check("ksmd-cpu", "ok", text))
     if not quick and not any(c.status == "fail" for c in checks):
         checks += _check_probes(paths)
     return checks

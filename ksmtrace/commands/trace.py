@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     with source:
         if not args.json:
             print(
-                f"Tracing KSM on {source.state.ksmd_pid and 'ksmd pid ' + str(source.state.ksmd_pid)}"
-                f"; {source.state.page_walk_note}. Ctrl-C to stop.",
+                f"Tracing KSM (ksmd is pid {source.state.ksmd_pid}); "
+                f"{source.state.page_walk_note}. Ctrl-C to stop.",
                 file=sys.stderr,
             )
         try:

@@ -119,7 +119,10 @@ def install_header_tree() -> HeaderTree:
             shutil.rmtree(tree)
         tree.mkdir()
         # common first, then the arch tree on top (its generated headers win).
-        for part in sorted((final / p.name for p in trees), key=lambda p: p.name.endswith("-common"), reverse=True):  # fmt: skip
+        parts = sorted(
+            (final / p.name for p in trees), key=lambda p: not p.name.endswith("-common")
+        )
+        for part in parts:
             _link_tree(part, tree)
     (CACHE / "ORIGIN").write_text(f"(from {', '.join(packages)})\n")
     result = find_header_tree()

@@ -1,4 +1,4 @@
-"""Kernel struct offsets and constants the BPF programs need, resolved from the running kernel's BTF."""
+"""Kernel struct offsets and constants for the BPF programs, from the running kernel's BTF."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ksmd's CPU and run-queue delay from the taskstats netlink interface (pyroute2), with a procfs fallback."""
+"""ksmd's CPU and run-queue delay from taskstats netlink (pyroute2), or from procfs."""
 
 from __future__ import annotations
 

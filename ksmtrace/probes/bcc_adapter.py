@@ -140,7 +140,7 @@ class BccProgram:
 
     def hash_len(self, name: str) -> int:
         """Number of entries of a hash map (walks the keys)."""
-        return sum(1 for _ in self._bpf[name].keys())
+        return sum(1 for _ in self._bpf[name])
 
     def hash_delete_if(self, name: str, drop: Callable[[dict[str, int], int], bool]) -> int:
         """Delete entries of a ``hash(struct key, u64)`` map for which ``drop(key, value)``.

@@ -1,4 +1,4 @@
-"""Finds where this boot's kernel placed its direct map and struct page array (page-table walks from BPF).
+"""Where this boot's kernel put its direct map and struct page array, for page-table walks.
 
 KASLR randomises ``page_offset_base`` and ``vmemmap_base`` at every boot, and neither is in
 /proc/kallsyms without CONFIG_KALLSYMS_ALL. ksmtrace learns both once per boot by looking
@@ -189,9 +189,7 @@ def save_cached(paths: HostPaths, tables: PageTables) -> None:
         pass
 
 
-def page_tables(
-    paths: HostPaths, layout: KernelLayout, kernel_source: Path | None
-) -> PageTables:
+def page_tables(paths: HostPaths, layout: KernelLayout, kernel_source: Path | None) -> PageTables:
     """Cached or freshly measured page-table constants."""
     cached = load_cached(paths)
     if cached is not None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from types import TracebackType
 
 from ksmtrace.errors import HostError, KsmtraceError
-from ksmtrace.faults import effective_uid
 from ksmtrace.events import EventBatch, EventKind, HostSample, ProcessKsm, Tick
+from ksmtrace.faults import effective_uid
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.identity import IdentityCache
 from ksmtrace.kernel import procfs, sysfs
@@ -120,6 +120,7 @@ class LiveSource:
             self._prog.open_ring_buffer("events", self._chunks.append)
             self._preload_scan_site()
             self._lost_seen = self._prog.array_u64("lost")
+            self._last_sample = self.sample()
         except BaseException:
             self.close()
             raise
@@ -171,9 +172,10 @@ class LiveSource:
             data = json.loads(self._scan_cache().read_text())
         except (OSError, ValueError):
             return
-        if data.get("boot_id") != calibrate.boot_id(self.paths) or data.get(
-            "ksmd_pid"
-        ) != self.state.ksmd_pid:
+        if (
+            data.get("boot_id") != calibrate.boot_id(self.paths)
+            or data.get("ksmd_pid") != self.state.ksmd_pid
+        ):
             return
         self._prog.set_array_struct(
             "scancfg",
@@ -238,7 +240,8 @@ class LiveSource:
     def _lost_delta(self) -> dict[int, int]:
         assert self._prog is not None
         now = self._prog.array_u64("lost")
-        delta = {i: n - o for i, (n, o) in enumerate(zip(now, self._lost_seen)) if n != o}
+        pairs = enumerate(zip(now, self._lost_seen, strict=False))
+        delta = {i: n - o for i, (n, o) in pairs if n != o}
         self._lost_seen = now
         for k, v in delta.items():
             self.state.lost_total[k] = self.state.lost_total.get(k, 0) + v
@@ -255,13 +258,13 @@ class LiveSource:
     def ticks(self, interval_s: float, duration_s: float | None = None) -> Iterator[Tick]:
         """Yield one Tick every ``interval_s`` seconds until ``duration_s`` has passed.
 
-        The first Tick starts when this generator is first advanced.
+        The first Tick also holds every event not drained since the probes were attached
+        (or since the previous tick); its ``previous`` sample is the last one taken.
         """
         self.start()
         assert self._prog is not None
-        self.drain()
-        prev = self.sample()
-        start = prev.ts_ns
+        prev = self._last_sample or self.sample()
+        start = time.monotonic_ns()
         interval_ns = int(interval_s * 1e9)
         end = None if duration_s is None else start + int(duration_s * 1e9)
         t_next = start + interval_ns
@@ -273,8 +276,8 @@ class LiveSource:
             pids = {int(p) for p in batch.records["pid"]} | set(sample.processes)
             idents = {pid: self.identities.get(pid) for pid in pids if pid}
             self.refresh_stats()
-            yield Tick(prev.ts_ns, sample.ts_ns, batch, sample, self._lost_delta(), idents)
-            prev = sample
+            yield Tick(prev.ts_ns, sample.ts_ns, batch, sample, self._lost_delta(), idents, prev)
+            prev = self._last_sample = sample
             if end is not None and t_next >= end:
                 return
             t_next += interval_ns

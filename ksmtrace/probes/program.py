@@ -27,7 +27,7 @@ class Stat(IntEnum):
     CALIBRATED = 3
     """Times the scan site was (re)learned."""
     SCAN_LOCKS = 4
-    """ksmd scan-site lock acquisitions (pages handed to cmp_and_merge_page, plus one per mm per pass)."""
+    """ksmd scan-site locks: pages given to cmp_and_merge_page, plus one per mm per pass."""
     OTHER_LOCKS = 5
     """ksmd lock acquisitions at other sites (unstable tree lookups, merges, undo)."""
 
@@ -104,7 +104,7 @@ def read_source(name: str) -> str:
 
 def enum_defines(prefix: str, enum: type[IntEnum] | type[EventFlag]) -> list[str]:
     """``#define PREFIX_NAME value`` for every member of an enum (one source of truth)."""
-    return [f"#define {prefix}_{m.name} {int(m.value)}" for m in enum]  # type: ignore[union-attr]
+    return [f"#define {prefix}_{m.name} {int(m.value)}" for m in enum]
 
 
 def _defines(cfg: ProgramConfig) -> list[str]:
