@@ -238,9 +238,9 @@ RAW_TRACEPOINT_PROBE(ksm_merge_with_ksm_page)
     if (ps->valid && ps->pfn == pfn) {
         ps->valid = 0;
         if (err == 0) {
-            emit(KIND_MERGE, ps->mm, ps->page, 0, 0, ps->pid, 0, FLAG_PAIR_FIRST, ps->ts);
+            emit(KIND_MERGE, ps->mm, ps->page, pfn, 0, ps->pid, 0, FLAG_PAIR_FIRST, ps->ts);
             remember_merge(ps->mm, ps->page, ps->ts);
-            emit(KIND_MERGE, mm, page, 0, 0, pid, 0, FLAG_PAIR_SECOND, now);
+            emit(KIND_MERGE, mm, page, pfn, 0, pid, 0, FLAG_PAIR_SECOND, now);
             remember_merge(mm, page, now);
         } else {
             // break_cow() now undoes the first half: one cow_ksm, no merge.
@@ -252,7 +252,7 @@ RAW_TRACEPOINT_PROBE(ksm_merge_with_ksm_page)
     ps->valid = 0;
 
     if (err == 0) {
-        emit(KIND_MERGE, mm, page, 0, 0, pid, 0, FLAG_STABLE, now);
+        emit(KIND_MERGE, mm, page, pfn, 0, pid, 0, FLAG_STABLE, now);
         remember_merge(mm, page, now);
     } else {
         emit(KIND_MERGE_FAILED, mm, page, 0, 0, pid, err, FLAG_STABLE, now);
@@ -284,7 +284,7 @@ RAW_TRACEPOINT_PROBE(ksm_merge_one_page)
 // What the PTE of (mm, addr) maps right now: 1 = a KSM page, 2 = a KSM-placed zero page,
 // 0 = anything else. Walks the page tables through the direct map (addresses found at
 // start-up), reading the struct page's mapping tag as folio_test_ksm() does.
-static __always_inline int pte_kind(u64 mm, u64 addr)
+static __always_inline int pte_kind(u64 mm, u64 addr, u64 *pfn_out)
 {
     u64 tbl = rd64(mm + OFF_MM_PGD);
     u64 e;
@@ -312,6 +312,7 @@ static __always_inline int pte_kind(u64 mm, u64 addr)
     if (!(e & 1))
         return 0;
     u64 pfn = (e & PTE_PFN_MASK) >> 12;
+    *pfn_out = pfn;
     if (pfn == ZERO_PFN)
         return (e & 0x40) ? 2 : 0;
     u64 mapping = rd64(VMEMMAP_BASE + pfn * SIZEOF_PAGE + OFF_PAGE_MAPPING);
@@ -332,12 +333,13 @@ RAW_TRACEPOINT_PROBE(page_fault_user)
     u64 now = bpf_ktime_get_ns();
     u16 flags = 0;
 #if HAVE_PTWALK
-    int kind = pte_kind(mm, page);
+    u64 pfn = 0;
+    int kind = pte_kind(mm, page, &pfn);
     if (!kind)
         return 0;
     u64 life = take_lifetime(mm, page, now, &flags);
     u32 pid = (u32)(bpf_get_current_pid_tgid() >> 32);
-    emit(kind == 1 ? KIND_COW : KIND_ZERO_COW, mm, page, life, 0, pid, 0, flags, now);
+    emit(kind == 1 ? KIND_COW : KIND_ZERO_COW, mm, page, life, pfn, pid, 0, flags, now);
 #else
     // Without a page-table walk, a write to a page we saw merged is taken as its COW.
     struct merged_key k = {.mm = mm, .page = page};

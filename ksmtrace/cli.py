@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import signal
 import sys
-from types import FrameType
+from types import FrameType, ModuleType
 
-from ksmtrace import __version__
-from ksmtrace.commands import demo, doctor, headers, trace
+from ksmtrace import __version__, commands
 from ksmtrace.errors import KsmtraceError
 
 DESCRIPTION = """\
@@ -27,7 +28,15 @@ Start here:
 Live tracing needs root, BTF (/sys/kernel/btf/vmlinux), KSM and bcc (Debian python3-bpfcc).
 """
 
-COMMANDS = (doctor, trace, demo, headers)
+
+def command_modules() -> list[ModuleType]:
+    """Every module of ksmtrace.commands with an ``add_parser``, in their ``ORDER``."""
+    mods = [
+        importlib.import_module(f"ksmtrace.commands.{info.name}")
+        for info in pkgutil.iter_modules(commands.__path__)
+    ]
+    mods = [m for m in mods if hasattr(m, "add_parser")]
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ksmtrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS:
+    for module in command_modules():
         module.add_parser(sub)
     return parser
 

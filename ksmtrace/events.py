@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,13 +26,21 @@ class EventKind(IntEnum):
     """Kind of a kernel-side event; rendered into the BPF program as ``KIND_*`` defines."""
 
     MERGE = 1
-    """A page of ``pid`` now maps a KSM page (``ksm_merge_with_ksm_page`` with err 0)."""
+    """A page of ``pid`` now maps a KSM page (``ksm_merge_with_ksm_page`` with err 0).
+
+    ``value`` is the KSM page's frame number: host-internal, salted by
+    :func:`ksmtrace.privacy.sanitize` before anything leaves the host.
+    """
     MERGE_FAILED = 2
     """A merge attempt failed; ``err`` holds the kernel error (-EFAULT, -EBUSY...)."""
     ZERO_MERGE = 3
     """A zero-filled page was replaced by the zero page (``ksm_merge_one_page``, use_zero_pages)."""
     COW = 4
-    """A user write fault copied a KSM page (counted in ``cow_ksm``); ``value`` = lifetime ns."""
+    """A user write fault copied a KSM page (counted in ``cow_ksm``).
+
+    ``value`` is the merge lifetime in ns (LIFETIME_UNKNOWN if the merge was not seen),
+    ``value2`` the KSM page's frame number (host-internal, like MERGE's ``value``).
+    """
     ZERO_COW = 5
     """A user write fault replaced a KSM-placed zero page (decrements ``ksm_zero_pages``)."""
     UNMERGE = 6
@@ -344,3 +353,15 @@ class Tick:
     lost: Mapping[int, int] = field(default_factory=dict)
     identities: Mapping[int, ProcessIdentity] = field(default_factory=dict)
     previous: HostSample | None = None
+
+
+class TickSource(Protocol):
+    """What every source (live probes, trace replay, merge engine) offers its sinks."""
+
+    def ticks(self, interval_s: float, duration_s: float | None = None) -> Iterator[Tick]:
+        """Yield one Tick per interval until ``duration_s`` (or the source's end)."""
+        ...
+
+    def close(self) -> None:
+        """Release the source (detach probes, close files)."""
+        ...

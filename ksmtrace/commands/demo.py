@@ -18,6 +18,7 @@ from ksmtrace.render.summary import format_summary
 from ksmtrace.render.table import format_interval
 from ksmtrace.workers import Workers, WorkerSpec
 
+ORDER = 30
 HELP = "30 s guided run on a built-in workload (switches KSM on, restores it after)"
 
 DESCRIPTION = """\

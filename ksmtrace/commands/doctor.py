@@ -20,6 +20,7 @@ from ksmtrace.probes.bcc_adapter import bcc_available, bcc_version
 from ksmtrace.probes.live import LiveSource
 from ksmtrace.render.units import fmt_bytes
 
+ORDER = 10
 HELP = "check what this host offers; exit status 0 means live tracing can run"
 
 #: Raw tracepoints the probe set attaches, with what each is for. (name, required, purpose)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ksmtrace.kernel.headers import find_header_tree, install_header_tree
 
+ORDER = 90
 HELP = "show, or --install, the kernel header tree bcc needs"
 
 

@@ -16,6 +16,7 @@ from ksmtrace.render.jsonl import format_interval_json
 from ksmtrace.render.summary import format_summary
 from ksmtrace.render.table import format_interval
 
+ORDER = 20
 HELP = "live per-process KSM table: savings, merges, copy-on-write, scan cost"
 
 DESCRIPTION = """\

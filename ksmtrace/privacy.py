@@ -1,0 +1,67 @@
+"""Keeping kernel addresses and frame numbers on the host: salted ids for mm pointers and pfns.
+
+Events carry raw ``mm_struct`` addresses and KSM page frame numbers, which ksmtrace needs
+internally (to join events) but must not write to trace files or expose to Prometheus by
+default. :func:`sanitize` replaces both with keyed BLAKE2b digests under a per-host secret
+salt, so the same mm or page still gets the same id within a host (joins keep working)
+while the values reveal nothing about kernel memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+from ksmtrace.events import EventBatch, EventKind
+
+SALT_PATH = Path("/var/lib/ksmtrace/salt")
+
+
+def host_salt(path: Path = SALT_PATH) -> bytes:
+    """The host's secret salt, created (32 random bytes, mode 0600) on first use."""
+    try:
+        data = path.read_bytes()
+        if len(data) >= 16:
+            return data
+    except OSError:
+        pass
+    salt = secrets.token_bytes(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(salt)
+    except OSError:
+        pass  # unwritable (not root): a per-process salt still hides the values
+    return salt
+
+
+def salted_ids(values: np.ndarray, salt: bytes) -> np.ndarray:
+    """64-bit keyed digests of ``values`` (0 stays 0, equal inputs give equal outputs)."""
+    uniq, inverse = np.unique(values.astype(np.uint64), return_inverse=True)
+    out = np.empty(len(uniq), dtype=np.uint64)
+    for i, v in enumerate(uniq.tolist()):
+        if v == 0:
+            out[i] = 0
+            continue
+        digest = hashlib.blake2b(int(v).to_bytes(8, "little"), key=salt[:64], digest_size=8)
+        out[i] = int.from_bytes(digest.digest(), "little") or 1
+    mapped: np.ndarray = out[inverse]
+    return mapped
+
+
+def sanitize(batch: EventBatch, salt: bytes) -> EventBatch:
+    """A copy of ``batch`` with mm addresses and frame numbers replaced by salted ids."""
+    rec = batch.records.copy()
+    if not len(rec):
+        return EventBatch(rec)
+    rec["mm"] = salted_ids(rec["mm"], salt)
+    merge = rec["kind"] == EventKind.MERGE
+    rec["value"][merge] = salted_ids(rec["value"][merge], salt)
+    cow = (rec["kind"] == EventKind.COW) | (rec["kind"] == EventKind.ZERO_COW)
+    rec["value2"][cow] = salted_ids(rec["value2"][cow], salt)
+    return EventBatch(rec)
