@@ -74,6 +74,33 @@ class EventKind(IntEnum):
 
     ``value`` is the scan time in seconds, ``err`` the CPU percentage.
     """
+    KNOB = 15
+    """A KSM knob changed between two samples (seen by the recorder in sysfs, not by BPF).
+
+    ``addr`` is the knob's index in :data:`KNOB_NAMES`, ``value`` the new and ``value2``
+    the old value (for advisor_mode: indices in :data:`ADVISOR_MODES`); ``pid`` is 0.
+    """
+
+
+#: Knob names of KNOB events by their ``addr`` index (append only: trace files store indices).
+KNOB_NAMES: tuple[str, ...] = (
+    "run",
+    "pages_to_scan",
+    "sleep_millisecs",
+    "max_page_sharing",
+    "merge_across_nodes",
+    "use_zero_pages",
+    "smart_scan",
+    "stable_node_chains_prune_millisecs",
+    "advisor_mode",
+    "advisor_max_cpu",
+    "advisor_min_pages_to_scan",
+    "advisor_max_pages_to_scan",
+    "advisor_target_scan_time",
+)
+
+#: Values of /sys/kernel/mm/ksm/advisor_mode, as KNOB events encode them (append only).
+ADVISOR_MODES: tuple[str, ...] = ("none", "scan-time")
 
 
 class UnmergeKind(IntEnum):
@@ -311,6 +338,8 @@ class HostSample:
         ksmd_cpu_ns: ksmd's cumulative on-CPU time, or -1 when unknown.
         processes: ``ksm_stat`` of every process with KSM state, by pid.
         page_size: the real page size in bytes.
+        wall_ns: CLOCK_REALTIME time of the read (ns since the epoch), 0 when unknown; views
+            show it, so a replayed trace shows when its data was read.
     """
 
     ts_ns: int
@@ -319,6 +348,7 @@ class HostSample:
     ksmd_cpu_ns: int
     processes: Mapping[int, ProcessKsm]
     page_size: int = 4096
+    wall_ns: int = 0
 
     def counter(self, name: str) -> int:
         """An integer sysfs counter, 0 when this kernel does not have it."""

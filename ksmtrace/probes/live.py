@@ -228,7 +228,9 @@ class LiveSource:
             )
             for pid, st in procfs.list_ksm_processes(self.paths).items()
         }
-        return HostSample(now, ksm, vmstat, cpu.run_ns if cpu else -1, procs, procfs.page_size())
+        return HostSample(
+            now, ksm, vmstat, cpu.run_ns if cpu else -1, procs, procfs.page_size(), time.time_ns()
+        )
 
     def drain(self) -> EventBatch:
         """Every event delivered so far, in arrival order."""

@@ -41,7 +41,9 @@ def interval_object(rep: IntervalReport) -> dict[str, Any]:
     s = rep.sample
     led = rep.ledger
     return {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "time": time.strftime(
+            "%Y-%m-%dT%H:%M:%S%z", time.localtime(s.wall_ns / 1e9 if s.wall_ns else None)
+        ),
         "start_ns": rep.start_ns,
         "end_ns": rep.end_ns,
         "interval_s": round(rep.seconds, 6),

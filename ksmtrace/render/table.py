@@ -43,7 +43,8 @@ def format_header(rep: IntervalReport) -> list[str]:
     scans = f"full scans {s.counter('full_scans')}"
     if rep.full_scan_s is not None:
         scans += f" (last {fmt_seconds(rep.full_scan_s)}, {fmt_seconds(rep.full_scan_cpu_s)} CPU)"
-    stamp = time.strftime("%H:%M:%S")
+    # The sample's own read time, so a replayed trace shows when its data was read.
+    stamp = time.strftime("%H:%M:%S", time.localtime(s.wall_ns / 1e9 if s.wall_ns else None))
     led = rep.ledger
     lines = [
         f"{stamp} run={run} scan {pts} pages/{sleep}ms  saved {fmt_bytes(s.saved_bytes)} "
