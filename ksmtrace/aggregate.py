@@ -233,6 +233,14 @@ class Accumulator:
             t = self.totals[pid] = ProcessTotals(pid)
         return t
 
+    def full_scan_times(self, since: int = 0) -> list[tuple[float, float]]:
+        """(wall seconds, ksmd CPU seconds) of the full scans traced from start to stop.
+
+        Args:
+            since: skip this many of the oldest (a caller that remembers how many it saw).
+        """
+        return self._scan_durations[since:]
+
     def add_events(self, batch: EventBatch) -> None:
         """Fold events into the per-process totals without an interval report."""
         rec = batch.records
