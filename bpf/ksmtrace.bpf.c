@@ -33,15 +33,14 @@ struct merged_key {
     u64 page;
 };
 
-// Explicit unmerge in progress in one thread (madvise / process_madvise / prctl).
-struct unmerge_win {
-    u64 start;
-    u64 len;
+// Pages one thread unshared while holding its own mmap lock for writing (see mm_page_alloc).
+struct unshare_run {
+    u64 mm;
     u64 pages;
     u64 zero_pages;
     u64 ts;
-    u32 kind;
     u32 pid;
+    u32 nr;   // system call in progress (orig_ax), to name the kind of unmerge
 };
 
 // First half of a pair merge, held until the second half reports success or failure.
@@ -94,8 +93,7 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_F_TABLE("hash", struct merged_key, u64, merged, MERGED_MAX, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", u64, struct fork_link, forks, 65536, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", u64, u64, exited, 65536, BPF_F_NO_PREALLOC);
-BPF_HASH(windows, u32, struct unmerge_win, 4096);
-BPF_ARRAY(open_windows, u64, 1);
+BPF_HASH(unshares, u32, struct unshare_run, 4096);
 BPF_ARRAY(pair, struct pair_state, 1);
 BPF_ARRAY(run, struct scan_run, 1);
 BPF_ARRAY(scancfg, struct scan_cfg, 1);
@@ -353,100 +351,75 @@ RAW_TRACEPOINT_PROBE(page_fault_user)
 }
 
 // ---------------------------------------------------------------------------------------
-// Explicit unmerges: count the private copies allocated while the thread is inside
-// madvise(MADV_UNMERGEABLE) / process_madvise / prctl(PR_SET_MEMORY_MERGE, 0).
-// Unsharing a KSM page allocates one order-0 movable user page without __GFP_ZERO
-// (wp_page_copy); unsharing a KSM zero page allocates one with __GFP_ZERO.
+// Explicit unmerges. MADV_UNMERGEABLE and PR_SET_MEMORY_MERGE=0 unshare KSM pages while the
+// caller holds its own mmap lock for writing; each unshared KSM page costs one order-0
+// movable user page allocated without __GFP_ZERO (wp_page_copy), each KSM zero page one
+// with __GFP_ZERO. Page faults never hold the mmap lock for writing, so an allocation like
+// that inside a write-locked section is an unshare. The count is reported when the lock is
+// released, named after the system call in progress. No syscall tracepoint is needed
+// (enabling one would slow every system call on the host).
 
-static __always_inline void open_window(u32 kind, u64 start, u64 len)
+static __always_inline int holds_own_mmap_write_lock(u64 task, u64 mm)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct unmerge_win w = {};
-    w.start = start;
-    w.len = len;
-    w.ts = bpf_ktime_get_ns();
-    w.kind = kind;
-    w.pid = (u32)(bpf_get_current_pid_tgid() >> 32);
-    if (windows.update(&tid, &w) == 0) {
-        u32 zero = 0;
-        u64 *n = open_windows.lookup(&zero);
-        if (n)
-            __sync_fetch_and_add(n, 1);
-    }
+    u64 owner = rd64(mm + OFF_MM_LOCK_OWNER);
+    return !(owner & 1) && (owner & ~7ULL) == task;
 }
 
-static __always_inline void close_window(s64 ret)
+static __always_inline u32 syscall_nr(void)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct unmerge_win *w = windows.lookup(&tid);
-    if (!w)
-        return;
-    emit(KIND_UNMERGE, current_mm(), w->start, w->pages, w->zero_pages, w->pid, (s32)ret,
-         (u16)w->kind, bpf_ktime_get_ns());
-    windows.delete(&tid);
-    u32 zero = 0;
-    u64 *n = open_windows.lookup(&zero);
-    if (n)
-        __sync_fetch_and_add(n, -1);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_madvise)
-{
-    if (args->behavior == MADV_UNMERGEABLE)
-        open_window(UNMERGE_MADVISE, args->start, args->len_in);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_madvise)
-{
-    close_window(args->ret);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_process_madvise)
-{
-    if (args->behavior == MADV_UNMERGEABLE)
-        open_window(UNMERGE_PROCESS_MADVISE, 0, args->vlen);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_process_madvise)
-{
-    close_window(args->ret);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_prctl)
-{
-    if (args->option == PR_SET_MEMORY_MERGE && args->arg2 == 0)
-        open_window(UNMERGE_PRCTL, 0, 0);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_prctl)
-{
-    close_window(args->ret);
-    return 0;
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+    u64 regs = (u64)bpf_task_pt_regs(t);
+    return (u32)rd64(regs + OFF_PT_REGS_ORIG_AX);
 }
 
 RAW_TRACEPOINT_PROBE(mm_page_alloc)
 {
-    u32 zero = 0;
-    u64 *n = open_windows.lookup(&zero);
-    if (!n || *n == 0)
-        return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct unmerge_win *w = windows.lookup(&tid);
-    if (!w)
-        return 0;
     u64 order = ctx->args[1];
     u64 gfp = ctx->args[2];
     if (order != 0 || !(gfp & GFP_MOVABLE) || !(gfp & GFP_HIGHMEM))
         return 0;
+    u64 task = (u64)bpf_get_current_task();
+    u64 mm = rd64(task + OFF_TASK_MM);
+    if (!mm || !holds_own_mmap_write_lock(task, mm))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct unshare_run *u = unshares.lookup(&tid);
+    if (!u) {
+        struct unshare_run fresh = {};
+        fresh.mm = mm;
+        fresh.ts = bpf_ktime_get_ns();
+        fresh.pid = (u32)(bpf_get_current_pid_tgid() >> 32);
+        fresh.nr = syscall_nr();
+        unshares.update(&tid, &fresh);
+        u = unshares.lookup(&tid);
+        if (!u)
+            return 0;
+    }
     if (gfp & GFP_ZERO)
-        w->zero_pages += 1;
+        u->zero_pages += 1;
     else
-        w->pages += 1;
+        u->pages += 1;
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(mmap_lock_released)
+{
+    if (!ctx->args[1])
+        return 0;  // read lock
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct unshare_run *u = unshares.lookup(&tid);
+    if (!u)
+        return 0;
+    u16 kind = UNMERGE_OTHER;
+    if (u->nr == NR_MADVISE)
+        kind = UNMERGE_MADVISE;
+    else if (u->nr == NR_PRCTL)
+        kind = UNMERGE_PRCTL;
+    else if (u->nr == NR_PROCESS_MADVISE)
+        kind = UNMERGE_PROCESS_MADVISE;
+    emit(KIND_UNMERGE, u->mm, 0, u->pages, u->zero_pages, u->pid, (s32)u->nr, kind,
+         bpf_ktime_get_ns());
+    unshares.delete(&tid);
     return 0;
 }
 

@@ -13,7 +13,7 @@ class KsmtraceError(Exception):
 
 
 class HostError(KsmtraceError):
-    """The host lacks something ksmtrace needs (root, BTF, KSM, tracefs, bcc)."""
+    """The host lacks something ksmtrace needs (root, BTF, KSM, bcc, kernel headers)."""
 
     exit_code = 2
 

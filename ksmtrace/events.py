@@ -116,6 +116,8 @@ class UnmergeKind(IntEnum):
     """ksmd undid half of a pair merge whose second step failed (``break_cow``)."""
     RUN2 = 5
     """Writing 2 to /sys/kernel/mm/ksm/run unshared everything (estimated from ksm_stat)."""
+    OTHER = 6
+    """Unshared inside another system call holding the mmap lock (``err`` = its number)."""
 
 
 class EventFlag(IntFlag):

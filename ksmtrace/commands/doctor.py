@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,6 @@ from ksmtrace.kernel.btf import Btf
 from ksmtrace.kernel.headers import find_header_tree
 from ksmtrace.kernel.offsets import resolve_layout
 from ksmtrace.kernel.taskstats import TaskCpuReader
-from ksmtrace.kernel.tracefs import TracefsMount, tracepoint_exists
 from ksmtrace.probes.bcc_adapter import bcc_available, bcc_version
 from ksmtrace.probes.live import LiveSource
 from ksmtrace.render.units import fmt_bytes
@@ -37,8 +37,8 @@ RAW_TRACEPOINTS = (
     ("page_fault_user", True, "copy-on-write of merged pages"),
     ("mmap_lock_acquire_returned", True, "pages scanned and ksmd CPU per process"),
     ("mm_page_alloc", True, "pages unshared by madvise/prctl"),
+    ("mmap_lock_released", True, "end of an madvise/prctl unshare"),
 )
-SYSCALL_TRACEPOINTS = ("sys_enter_madvise", "sys_enter_process_madvise", "sys_enter_prctl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,22 @@ def _check_btf(paths: HostPaths) -> tuple[Check, Btf | None]:
     )
 
 
+def kernel_config(paths: HostPaths) -> dict[str, str]:
+    """``CONFIG_*`` options from /proc/config.gz ("y", "m", or "n" for "is not set")."""
+    try:
+        text = gzip.decompress((paths.proc / "config.gz").read_bytes()).decode()
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key] = value
+        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            out[line[2:].split()[0]] = "n"
+    return out
+
+
 def _check_tracepoints(paths: HostPaths, btf: Btf | None) -> list[Check]:
     out = []
     if btf is not None:
@@ -130,42 +146,18 @@ def _check_tracepoints(paths: HostPaths, btf: Btf | None) -> list[Check]:
             )
         else:
             out.append(Check("advisor", "info", "no ksm_advisor tracepoint (kernel before 6.8)"))
-    try:
-        with TracefsMount(paths) as mount:
-            absent = [s for s in SYSCALL_TRACEPOINTS if not tracepoint_exists(paths, "syscalls", s)]
-            kprobes = (paths.tracefs / "kprobe_events").exists()
-            how = "mounted it for this check" if mount.mounted_by_us else "already mounted"
-    except KsmtraceError as exc:
-        return [*out, Check("tracefs", "fail", str(exc))]
-    out.append(
-        Check(
-            "tracefs", "ok", f"tracefs usable ({how}); ksmtrace mounts it while tracing if needed"
-        )
-    )
-    if absent:
+    config = kernel_config(paths)
+    for opt, what in (("CONFIG_KPROBES", "kprobes"), ("CONFIG_FPROBE", "fprobe")):
+        state = config.get(opt)
+        built = "built in" if state == "y" else "not built in" if state == "n" else "unknown"
         out.append(
             Check(
-                "syscalls",
-                "warn",
-                f"no syscall tracepoints {', '.join(absent)}: explicit unmerges go unattributed",
+                what,
+                "info",
+                f"{what} {built}; not needed: ksmtrace attaches only raw "
+                "tracepoints (no kprobes, no fentry, no syscall tracepoints)",
             )
         )
-    else:
-        out.append(
-            Check(
-                "syscalls",
-                "ok",
-                "syscall tracepoints for madvise/process_madvise/prctl present (explicit unmerges)",
-            )
-        )
-    out.append(
-        Check(
-            "kprobes",
-            "info",
-            ("kprobes available" if kprobes else "kprobes not built into this kernel")
-            + "; fentry is not used either: ksmtrace needs only tracepoints",
-        )
-    )
     return out  # fmt: skip
 
 

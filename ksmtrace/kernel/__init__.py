@@ -1,1 +1,1 @@
-"""Kernel access layer: sysfs, procfs, BTF, tracefs, kallsyms and knob control."""
+"""Kernel access layer: sysfs, procfs, BTF, kallsyms, header tree and knob control."""

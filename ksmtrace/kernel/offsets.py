@@ -26,6 +26,8 @@ class KernelLayout:
         gfp_highmem: ``__GFP_HIGHMEM`` bit mask.
         gfp_movable: ``__GFP_MOVABLE`` bit mask.
         gfp_zero: ``__GFP_ZERO`` bit mask.
+        mm_lock_owner: ``mm_struct.mmap_lock.owner`` (the writer's task_struct, low bits flags).
+        pt_regs_orig_ax: ``pt_regs.orig_ax`` (x86-64: the system call number).
     """
 
     task_mm: int
@@ -42,6 +44,8 @@ class KernelLayout:
     gfp_highmem: int
     gfp_movable: int
     gfp_zero: int
+    mm_lock_owner: int
+    pt_regs_orig_ax: int
 
 
 # Linux 6.10 ("mm: enumerate all gfp flags") turned the ___GFP_* #defines into an enum of
@@ -94,4 +98,6 @@ def resolve_layout(btf: Btf) -> KernelLayout:
         gfp_highmem=_gfp_mask(btf, "HIGHMEM"),
         gfp_movable=_gfp_mask(btf, "MOVABLE"),
         gfp_zero=_gfp_mask(btf, "ZERO"),
+        mm_lock_owner=btf.offset_of("mm_struct", "mmap_lock.owner"),
+        pt_regs_orig_ax=btf.offset_of("pt_regs", "orig_ax"),
     )

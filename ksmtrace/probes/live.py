@@ -21,7 +21,6 @@ from ksmtrace.kernel.headers import require_header_tree
 from ksmtrace.kernel.kallsyms import symbol_range
 from ksmtrace.kernel.offsets import resolve_layout
 from ksmtrace.kernel.taskstats import TaskCpuReader
-from ksmtrace.kernel.tracefs import TracefsMount
 from ksmtrace.probes import calibrate
 from ksmtrace.probes.bcc_adapter import BccProgram
 from ksmtrace.probes.program import PageTables, ProgramConfig, Stat, render_main
@@ -60,10 +59,10 @@ class ProbeState:
 
 
 def require_root() -> None:
-    """Raise a HostError unless running as root (BPF, tracefs and kallsyms need it)."""
+    """Raise a HostError unless running as root (BPF and kallsyms addresses need it)."""
     if effective_uid() != 0:
         raise HostError(
-            "live tracing needs root (BPF, tracefs and kallsyms addresses): run with sudo, "
+            "live tracing needs root (BPF and kallsyms addresses): run with sudo, "
             "or use 'ksmtrace replay' on a recorded trace"
         )
 
@@ -76,7 +75,6 @@ class LiveSource:
         self.options = options or LiveOptions()
         self.state = ProbeState()
         self.identities = IdentityCache(self.paths)
-        self._tracefs: TracefsMount | None = None
         self._prog: BccProgram | None = None
         self._chunks: list[bytes] = []
         self._cpu = TaskCpuReader(self.paths)
@@ -99,7 +97,6 @@ class LiveSource:
         tree = require_header_tree()
         self.state.header_origin = tree.origin
         self.state.ksmd_pid = ksmd
-        self._tracefs = TracefsMount(self.paths).__enter__()
         try:
             tables = self._page_tables(layout, tree.path)
             cfg = ProgramConfig(
@@ -139,14 +136,11 @@ class LiveSource:
         return tables
 
     def close(self) -> None:
-        """Detach all probes, remember the scan-site calibration, unmount tracefs if mounted."""
+        """Detach all probes and remember the scan-site calibration for the next run."""
         if self._prog is not None:
             self._save_scan_site()
             self._prog.close()
             self._prog = None
-        if self._tracefs is not None:
-            self._tracefs.release()
-            self._tracefs = None
         self._cpu.close()
 
     def __enter__(self) -> LiveSource:

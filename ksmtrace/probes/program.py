@@ -11,8 +11,10 @@ from ksmtrace.errors import ProbeError
 from ksmtrace.events import EventFlag, EventKind, UnmergeKind
 from ksmtrace.kernel.offsets import KernelLayout
 
-MADV_UNMERGEABLE = 13
-PR_SET_MEMORY_MERGE = 67
+# x86-64 system call numbers of the calls that unshare KSM pages on purpose.
+NR_MADVISE = 28
+NR_PRCTL = 157
+NR_PROCESS_MADVISE = 440
 
 
 class Stat(IntEnum):
@@ -139,8 +141,11 @@ def _defines(cfg: ProgramConfig) -> list[str]:
         f"#define THREAD_SIZE {cfg.thread_size}",
         f"#define STACK_WINDOW_WORDS {cfg.stack_window_words}",
         f"#define BATCH_GAP_NS {cfg.batch_gap_ns}ULL",
-        f"#define MADV_UNMERGEABLE {MADV_UNMERGEABLE}",
-        f"#define PR_SET_MEMORY_MERGE {PR_SET_MEMORY_MERGE}",
+        f"#define OFF_MM_LOCK_OWNER {lay.mm_lock_owner}",
+        f"#define OFF_PT_REGS_ORIG_AX {lay.pt_regs_orig_ax}",
+        f"#define NR_MADVISE {NR_MADVISE}",
+        f"#define NR_PRCTL {NR_PRCTL}",
+        f"#define NR_PROCESS_MADVISE {NR_PROCESS_MADVISE}",
     ]
     pt = cfg.page_tables
     if pt is None:

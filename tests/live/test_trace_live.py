@@ -126,9 +126,10 @@ def test_pages_scanned_and_ksmd_cpu_per_process_match_the_kernel(
     assert abs(traced_cpu - kernel_cpu) <= 0.05 * kernel_cpu, (traced_cpu, kernel_cpu)
     per_pid = {p.pid: int(scan["value"][scan["pid"] == p.pid].sum()) for p in procs}
     assert all(n > 0 for n in per_pid.values()), per_pid
-    # Nothing is attributed to processes outside the workload (pid 0 is pass overhead).
-    others = set(scan["pid"].tolist()) - {p.pid for p in procs} - {0}
-    assert not others, others
+    # Every page is charged to a process that really has KSM state (pid 0 is pass
+    # overhead); other mergeable processes on the host may legitimately appear.
+    registered = set().union(*(t.sample.processes for t in ticks))
+    assert set(scan["pid"].tolist()) - {0} <= registered
     # Bigger address spaces take proportionally more scanning (6000 vs 3000 pages).
     assert 1.6 < per_pid[procs[0].pid] / per_pid[procs[2].pid] < 2.4, per_pid
 
