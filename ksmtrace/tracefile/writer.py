@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import sqlite3
 import time
@@ -34,7 +35,15 @@ _SUMMED_KINDS = (int(EventKind.SCAN), int(EventKind.UNMERGE))
 
 
 class TraceFullError(KsmtraceError):
-    """The trace reached its size cap or the disk is full; the file is complete up to here."""
+    """The trace reached its size cap or the disk is full; the file is complete up to here.
+
+    Attributes:
+        cap_reached: True for the ``max_size`` cap, False for a full disk.
+    """
+
+    def __init__(self, message: str, cap_reached: bool) -> None:
+        super().__init__(message)
+        self.cap_reached = cap_reached
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -176,15 +185,11 @@ class TraceWriter:
         except (sqlite3.Error, OSError) as exc:
             if _is_full(exc):
                 cap = self.max_size is not None and self.size() >= self.max_size * 0.9
-                raise TraceFullError(self._full_message("max-size" if cap else "disk")) from exc
+                raise TraceFullError(self._full_message(cap), cap) from exc
             raise KsmtraceError(f"{self.path}: cannot write the trace: {exc}") from exc
 
-    def _full_message(self, why: str) -> str:
-        what = (
-            f"reached --max-size ({self.max_size} bytes)"
-            if why == "max-size"
-            else "the disk is full"
-        )
+    def _full_message(self, cap_reached: bool) -> str:
+        what = f"reached --max-size ({self.max_size} bytes)" if cap_reached else "the disk is full"
         return (
             f"{self.path}: {what}; recording stopped after {self.ticks_written} intervals "
             f"({self.events_written} events), and the file is complete up to there"
@@ -214,8 +219,8 @@ class TraceWriter:
         with self._full_as_error(), self._transaction():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value_json))
 
-    def write_tick(self, tick: Tick) -> None:
-        """Append one Tick in one transaction.
+    def write_tick(self, tick: Tick, meta: Mapping[str, str] | None = None) -> None:
+        """Append one Tick in one transaction, with ``meta`` rows (JSON values) to replace.
 
         Raises:
             TraceFullError: the Tick would pass ``max_size``, or the disk is full; nothing of
@@ -232,9 +237,14 @@ class TraceWriter:
                 len(counts) + 2 * len(tick.sample.processes) + len(tick.sample.ksm) + 8
             )
             if self.size() + estimate > self.max_size:
-                raise TraceFullError(self._full_message("max-size"))
+                raise TraceFullError(self._full_message(True), True)
         with self._full_as_error(), self._transaction():
             self._insert_tick(tick, chunks, counts)
+            if meta:
+                self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+        for key, value in (meta or {}).items():
+            if hasattr(self.header, key):  # close() rewrites the header: keep it current
+                setattr(self.header, key, json.loads(value))
         self.ticks_written += 1
         self.events_written += len(rec)
         self._last_sample = tick.sample
