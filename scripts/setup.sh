@@ -12,6 +12,8 @@ APT_PACKAGES=(
   prometheus         # real Prometheus server for the exporter and dashboard tests
   qemu-system-x86    # real guests for the VM attribution tests
   busybox-static     # the guests' initramfs
+  gcc                # compiles the guests' program (ksmtrace/guest/memfill.c) with -static
+  libc6-dev          # the static C library for it
 )
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -44,3 +46,6 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
 fi
 
 .venv/bin/ksmtrace headers --install
+# The test guests' kernel (apt-get download, unpacked, not installed) and initramfs, cached
+# in /var/cache/ksmtrace/guest.
+.venv/bin/python -m ksmtrace.vmlab prepare >/dev/null
