@@ -105,6 +105,8 @@ def live_probe_report(source: LiveSource) -> ProbeReport:
 def run(args: argparse.Namespace) -> int:
     """Serve until --duration or Ctrl-C."""
     listen = Listen.parse(args.listen)
+    if args.interval <= 0:
+        raise UsageError("--interval must be positive, e.g. --interval 5")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive, e.g. --duration 3600")
     source = LiveSource(HostPaths.from_env(), probe_options(args))

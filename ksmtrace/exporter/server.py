@@ -99,7 +99,8 @@ def serve(
     Args:
         source: live probes or a replayed trace.
         listen: address to bind; port 0 picks a free one (announced through ``say``).
-        interval_s: seconds per Tick: how fresh the served data is.
+        interval_s: seconds per Tick: how fresh the served data is (0: as the source
+            chooses; a replay then keeps the recorded intervals).
         top_n: processes with their own series; the rest are summed as ``other``.
         duration_s: stop after this long (None: until the source ends).
         probe: describes the source for ``ksmtrace_probe_info``.
@@ -112,7 +113,7 @@ def serve(
     Raises:
         UsageError: the address cannot be bound.
     """
-    if interval_s <= 0:
+    if interval_s < 0:
         raise UsageError("--interval must be positive, e.g. --interval 5")
     state = ExporterState(top_n, probe)
     board = SnapshotBoard()

@@ -1,0 +1,60 @@
+"""serve(): a TickSource's snapshots over real HTTP, on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.request
+
+import pytest
+
+from ksmtrace.errors import UsageError
+from ksmtrace.exporter import Listen, serve
+
+from .exporter_input import ListSource, golden_ticks
+
+
+def test_serve_publishes_every_tick_over_http_and_stops_with_the_source() -> None:
+    release = threading.Event()
+    source = ListSource(golden_ticks(), release)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def say(line: str) -> None:
+        lines.append(line)
+        ready.set()
+
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            serve(source, Listen.parse("127.0.0.1:0"), interval_s=1, top_n=2, say=say)
+        )
+    )
+    thread.start()
+    try:
+        assert ready.wait(10), "serve() did not announce its address"
+        url = lines[0].split()[-1]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+        for _ in range(100):  # the source thread folds three ticks, then waits for release
+            body = urllib.request.urlopen(url, timeout=5).read().decode()
+            if "ksmtrace_snapshots_total 3.0" in body:
+                break
+        assert "ksmtrace_snapshots_total 3.0" in body
+        assert 'ksmtrace_process_merges_total{cgroup="other",comm="other"' in body
+        assert "ksmtrace_source_up 1.0" in body
+        assert "process_cpu_seconds_total" in body, "the exporter's own process metrics"
+    finally:
+        release.set()
+        thread.join(10)
+    assert result == [0]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)
+
+
+def test_a_busy_port_is_a_one_line_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}"):
+            serve(ListSource([]), Listen("127.0.0.1", port), say=lambda _: None)
