@@ -1,0 +1,78 @@
+"""The detail pane of the selected row: diagnosis, plots over time, histogram, ksm_stat, regions.
+
+The plots are textual's built-in Sparkline rather than textual-plotext: a sparkline needs
+one terminal row, so savings and COW rate both fit the 80x24 layout next to the table, it
+redraws in well under a millisecond while 100,000 events/s arrive, it renders identically
+in snapshot tests, and it adds no dependency. Axes are replaced by the current value and the
+maximum printed beside each line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Sparkline, Static
+
+from ksmtrace.render.units import fmt_bytes, fmt_count
+from ksmtrace.top.diagnosis import Finding
+from ksmtrace.top.model import Frame, Row, TopSnapshot
+from ksmtrace.tui import detail_text
+
+
+def series(history: Sequence[Frame], pids: Sequence[int]) -> tuple[list[float], list[float]]:
+    """Saved bytes and COW/s of a set of processes at each frame."""
+    saved: list[float] = []
+    cows: list[float] = []
+    for f in history:
+        points = [f.per_pid.get(p, (0, 0.0)) for p in pids]
+        saved.append(float(sum(s for s, _ in points)))
+        cows.append(sum(c for _, c in points))
+    return saved, cows
+
+
+class DetailPane(VerticalScroll):
+    """Everything about one row; shows the host diagnosis when there is no row."""
+
+    def compose(self) -> ComposeResult:
+        """Title, two plots, findings and the text blocks."""
+        yield Static(id="detail-title")
+        for name, title in (("saved", "saved"), ("cow", "COW/s")):
+            with Horizontal(classes="plot"):
+                yield Static(title, classes="plot-label")
+                yield Sparkline([], id=f"{name}-plot")
+                yield Static(id=f"{name}-value", classes="plot-value")
+        yield Static(id="detail-findings")
+        for block in ("hist", "stat", "regions", "identity"):
+            yield Static(id=f"detail-{block}", classes="detail-block")
+
+    def _set(self, widget_id: str, content: Text | str) -> None:
+        self.query_one(f"#{widget_id}", Static).update(content)
+
+    def show(self, snap: TopSnapshot, row: Row | None, findings: Sequence[Finding]) -> None:
+        """Draw ``row`` of ``snap`` with its ``findings``."""
+        self._set("detail-findings", detail_text.findings_text(findings))
+        self.query_one("#detail-findings").display = bool(findings)
+        for part in self.query(".plot, .detail-block"):
+            part.display = row is not None
+        if row is None:
+            self._set("detail-title", Text("no row selected", "dim"))
+            return
+        title = Text(row.label, "bold")
+        title.append(f"  {len(row.pids)} process{'es' if len(row.pids) > 1 else ''}", "dim")
+        self._set("detail-title", title)
+        saved, cows = series(snap.history, row.pids)
+        self._plot("saved", saved, fmt_bytes)
+        self._plot("cow", cows, fmt_count)
+        self._set("detail-hist", detail_text.histogram_text(row.lifetimes, row.lifetimes_unknown))
+        self._set("detail-stat", detail_text.ksm_stat_text(row))
+        self._set("detail-regions", detail_text.regions_text(row, snap.regions.values(), snap.live))
+        self._set("detail-identity", detail_text.identity_text(row))
+
+    def _plot(self, name: str, data: list[float], fmt: object) -> None:
+        self.query_one(f"#{name}-plot", Sparkline).data = data or [0.0]
+        now = data[-1] if data else 0.0
+        peak = max(data) if data else 0.0
+        self._set(f"{name}-value", f"{fmt(now)} max {fmt(peak)}")  # type: ignore[operator]
