@@ -215,7 +215,7 @@ class TraceReader:
         out: dict[int, list[tuple[int, ProcessIdentity]]] = {}
         try:
             for row in self.db.execute(
-                "SELECT tick_id, pid, start_time, comm, vm, vm_kind, vm_uuid, cgroup, "
+                "SELECT tick_id, pid, comm, start_time, vm, vm_kind, vm_uuid, cgroup, "
                 "container, pod, unit FROM identities ORDER BY tick_id"
             ):
                 out.setdefault(row[1], []).append((row[0], ProcessIdentity(*row[1:])))

@@ -1,0 +1,1 @@
+"""Exports of a recorded trace: Parquet tables and OpenMetrics text for Prometheus."""
