@@ -38,7 +38,8 @@ struct unshare_run {
     u64 mm;
     u64 pages;
     u64 zero_pages;
-    u64 ts;
+    u64 first_ns;
+    u64 last_ns;
     u32 pid;
     u32 nr;   // system call in progress (orig_ax), to name the kind of unmerge
 };
@@ -327,6 +328,10 @@ RAW_TRACEPOINT_PROBE(page_fault_user)
     u64 mm = current_mm();
     if (!mm)
         return 0;
+    // Only an mm registered with KSM (MMF_VM_MERGEABLE) can map KSM pages: fork children
+    // are registered by ksm_fork(), and ksmd drops an mm only when no mergeable VMA is left.
+    if (!(rd64(mm + OFF_MM_FLAGS) & (1ULL << MMF_VM_MERGEABLE)))
+        return 0;
     u64 page = ctx->args[0] & ~0xfffULL;
     u64 now = bpf_ktime_get_ns();
     u16 flags = 0;
@@ -355,9 +360,10 @@ RAW_TRACEPOINT_PROBE(page_fault_user)
 // caller holds its own mmap lock for writing; each unshared KSM page costs one order-0
 // movable user page allocated without __GFP_ZERO (wp_page_copy), each KSM zero page one
 // with __GFP_ZERO. Page faults never hold the mmap lock for writing, so an allocation like
-// that inside a write-locked section is an unshare. The count is reported when the lock is
-// released, named after the system call in progress. No syscall tracepoint is needed
-// (enabling one would slow every system call on the host).
+// that inside a write-locked section is an unshare. Counts collect per thread in
+// `unshares`; user space reports a run once it has been idle for a moment (see
+// LiveSource._harvest_unshares), named after the system call in progress. No syscall
+// tracepoint is needed (enabling one would slow every system call on the host).
 
 static __always_inline int holds_own_mmap_write_lock(u64 task, u64 mm)
 {
@@ -383,11 +389,12 @@ RAW_TRACEPOINT_PROBE(mm_page_alloc)
     if (!mm || !holds_own_mmap_write_lock(task, mm))
         return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 now = bpf_ktime_get_ns();
     struct unshare_run *u = unshares.lookup(&tid);
     if (!u) {
         struct unshare_run fresh = {};
         fresh.mm = mm;
-        fresh.ts = bpf_ktime_get_ns();
+        fresh.first_ns = now;
         fresh.pid = (u32)(bpf_get_current_pid_tgid() >> 32);
         fresh.nr = syscall_nr();
         unshares.update(&tid, &fresh);
@@ -396,30 +403,10 @@ RAW_TRACEPOINT_PROBE(mm_page_alloc)
             return 0;
     }
     if (gfp & GFP_ZERO)
-        u->zero_pages += 1;
+        __sync_fetch_and_add(&u->zero_pages, 1);
     else
-        u->pages += 1;
-    return 0;
-}
-
-RAW_TRACEPOINT_PROBE(mmap_lock_released)
-{
-    if (!ctx->args[1])
-        return 0;  // read lock
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct unshare_run *u = unshares.lookup(&tid);
-    if (!u)
-        return 0;
-    u16 kind = UNMERGE_OTHER;
-    if (u->nr == NR_MADVISE)
-        kind = UNMERGE_MADVISE;
-    else if (u->nr == NR_PRCTL)
-        kind = UNMERGE_PRCTL;
-    else if (u->nr == NR_PROCESS_MADVISE)
-        kind = UNMERGE_PROCESS_MADVISE;
-    emit(KIND_UNMERGE, u->mm, 0, u->pages, u->zero_pages, u->pid, (s32)u->nr, kind,
-         bpf_ktime_get_ns());
-    unshares.delete(&tid);
+        __sync_fetch_and_add(&u->pages, 1);
+    u->last_ns = now;
     return 0;
 }
 

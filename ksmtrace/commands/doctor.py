@@ -16,6 +16,7 @@ from ksmtrace.kernel.btf import Btf
 from ksmtrace.kernel.headers import find_header_tree
 from ksmtrace.kernel.offsets import resolve_layout
 from ksmtrace.kernel.taskstats import TaskCpuReader
+from ksmtrace.mergeability import describe, find_vms, read_mergeability
 from ksmtrace.probes.bcc_adapter import bcc_available, bcc_version
 from ksmtrace.probes.live import LiveSource
 from ksmtrace.render.units import fmt_bytes
@@ -37,7 +38,6 @@ RAW_TRACEPOINTS = (
     ("page_fault_user", True, "copy-on-write of merged pages"),
     ("mmap_lock_acquire_returned", True, "pages scanned and ksmd CPU per process"),
     ("mm_page_alloc", True, "pages unshared by madvise/prctl"),
-    ("mmap_lock_released", True, "end of an madvise/prctl unshare"),
 )
 
 
@@ -236,7 +236,23 @@ def run_checks(paths: HostPaths, quick: bool = False) -> list[Check]:
             checks.append(Check("ksmd-cpu", "ok", text))
     if not quick and not any(c.status == "fail" for c in checks):
         checks += _check_probes(paths)
-    return checks
+    return checks + check_vms(paths)
+
+
+def check_vms(paths: HostPaths) -> list[Check]:
+    """The VMs section: each QEMU/Firecracker/Cloud Hypervisor process, mergeable or why not."""
+    try:
+        vms = find_vms(paths)
+    except KsmtraceError as exc:
+        return [Check("vm", "warn", f"cannot look for VMs: {exc}")]
+    if not vms:
+        return [Check("vm", "info", "no QEMU, Firecracker or Cloud Hypervisor process running")]
+    out = []
+    for ident in vms:
+        m = read_mergeability(paths, ident.pid, ident)
+        if m is not None:
+            out.append(Check("vm", "ok" if m.mergeable else "warn", describe(m)))
+    return out
 
 
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "info"}

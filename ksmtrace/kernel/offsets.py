@@ -28,6 +28,7 @@ class KernelLayout:
         gfp_zero: ``__GFP_ZERO`` bit mask.
         mm_lock_owner: ``mm_struct.mmap_lock.owner`` (the writer's task_struct, low bits flags).
         pt_regs_orig_ax: ``pt_regs.orig_ax`` (x86-64: the system call number).
+        mm_flags: ``mm_struct.flags`` (its first word holds MMF_VM_MERGEABLE).
     """
 
     task_mm: int
@@ -46,6 +47,7 @@ class KernelLayout:
     gfp_zero: int
     mm_lock_owner: int
     pt_regs_orig_ax: int
+    mm_flags: int
 
 
 # Linux 6.10 ("mm: enumerate all gfp flags") turned the ___GFP_* #defines into an enum of
@@ -100,4 +102,5 @@ def resolve_layout(btf: Btf) -> KernelLayout:
         gfp_zero=_gfp_mask(btf, "ZERO"),
         mm_lock_owner=btf.offset_of("mm_struct", "mmap_lock.owner"),
         pt_regs_orig_ax=btf.offset_of("pt_regs", "orig_ax"),
+        mm_flags=btf.offset_of("mm_struct", "flags"),
     )

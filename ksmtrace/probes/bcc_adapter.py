@@ -138,6 +138,18 @@ class BccProgram:
                 setattr(leaf, key, val)
         table[ctypes.c_int(index)] = leaf
 
+    def hash_entries(self, name: str) -> list[tuple[Any, dict[str, Any]]]:
+        """Entries of a hash map whose values are structs: (opaque key, value fields)."""
+        table = self._bpf[name]
+        return [(k, {f: _plain(getattr(v, f)) for f, _t in v._fields_}) for k, v in table.items()]
+
+    def hash_delete_keys(self, name: str, keys: list[Any]) -> None:
+        """Delete the given keys (as returned by :meth:`hash_entries`) if still present."""
+        table = self._bpf[name]
+        for k in keys:
+            with contextlib.suppress(KeyError):
+                del table[k]
+
     def hash_len(self, name: str) -> int:
         """Number of entries of a hash map (walks the keys)."""
         return sum(1 for _ in self._bpf[name])

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ksmtrace.errors import HostError, KsmtraceError
-from ksmtrace.events import EventBatch, EventKind, HostSample, ProcessKsm, Tick
+from ksmtrace.events import Event, EventBatch, EventKind, HostSample, ProcessKsm, Tick, UnmergeKind
 from ksmtrace.faults import effective_uid
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.identity import IdentityCache
@@ -23,9 +23,18 @@ from ksmtrace.kernel.offsets import resolve_layout
 from ksmtrace.kernel.taskstats import TaskCpuReader
 from ksmtrace.probes import calibrate
 from ksmtrace.probes.bcc_adapter import BccProgram
-from ksmtrace.probes.program import PageTables, ProgramConfig, Stat, render_main
+from ksmtrace.probes.program import (
+    UNMERGE_BY_SYSCALL,
+    PageTables,
+    ProgramConfig,
+    Stat,
+    render_main,
+)
 
 LOCK_HELPER = "__mmap_lock_do_trace_acquire_returned"
+#: An unshare run (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0) that allocated nothing for this
+#: long is finished: unsharing loops over the pages without pause.
+UNSHARE_IDLE_NS = 50_000_000
 
 
 @dataclass(slots=True)
@@ -226,12 +235,49 @@ class LiveSource:
             now, ksm, vmstat, cpu.run_ns if cpu else -1, procs, procfs.page_size(), time.time_ns()
         )
 
-    def drain(self) -> EventBatch:
-        """Every event delivered so far, in arrival order."""
-        if self._prog is not None:
-            self._prog.consume()
+    def drain(self, settle_ns: int = UNSHARE_IDLE_NS) -> EventBatch:
+        """Every event delivered so far, in arrival order, then finished explicit unmerges.
+
+        Args:
+            settle_ns: an unshare run counts as finished once idle this long (0: report
+                every run now, e.g. when tracing ends).
+        """
+        if self._prog is None:
+            return EventBatch()
+        self._prog.consume()
         chunks, self._chunks[:] = list(self._chunks), []
-        return EventBatch.from_bytes(b"".join(chunks))
+        batch = EventBatch.from_bytes(b"".join(chunks))
+        unshares = self._harvest_unshares(settle_ns)
+        return EventBatch.concat([batch, unshares]) if len(unshares) else batch
+
+    def _harvest_unshares(self, settle_ns: int) -> EventBatch:
+        """UNMERGE events for unshare runs (bpf ``unshares`` map) idle for ``settle_ns``."""
+        assert self._prog is not None
+        now = time.monotonic_ns()
+        done = [
+            (k, v)
+            for k, v in self._prog.hash_entries("unshares")
+            if now - int(v["last_ns"]) >= settle_ns
+        ]
+        if not done:
+            return EventBatch()
+        self._prog.hash_delete_keys("unshares", [k for k, _ in done])
+        return EventBatch.from_events(
+            [
+                Event(
+                    kind=EventKind.UNMERGE,
+                    ts_ns=int(v["last_ns"]),
+                    pid=int(v["pid"]),
+                    mm=int(v["mm"]),
+                    value=int(v["pages"]),
+                    value2=int(v["zero_pages"]),
+                    tid=int(k.value),
+                    err=int(v["nr"]),
+                    flags=int(UNMERGE_BY_SYSCALL.get(int(v["nr"]), UnmergeKind.OTHER)),
+                )
+                for k, v in done
+            ]
+        )
 
     def _lost_delta(self) -> dict[int, int]:
         assert self._prog is not None

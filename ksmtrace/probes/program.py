@@ -11,10 +11,20 @@ from ksmtrace.errors import ProbeError
 from ksmtrace.events import EventFlag, EventKind, UnmergeKind
 from ksmtrace.kernel.offsets import KernelLayout
 
+# MMF_VM_MERGEABLE, bit 16 of mm_struct.flags since "ksm: the mm interface to ksm" (2.6.32).
+# Linux 6.18 made the word a bitmap (mm_flags_t); its first word keeps the same bits. It is a
+# #define, so BTF does not carry it.
+MMF_VM_MERGEABLE = 16
+
 # x86-64 system call numbers of the calls that unshare KSM pages on purpose.
 NR_MADVISE = 28
 NR_PRCTL = 157
 NR_PROCESS_MADVISE = 440
+UNMERGE_BY_SYSCALL = {
+    NR_MADVISE: UnmergeKind.MADVISE,
+    NR_PRCTL: UnmergeKind.PRCTL,
+    NR_PROCESS_MADVISE: UnmergeKind.PROCESS_MADVISE,
+}
 
 
 class Stat(IntEnum):
@@ -143,9 +153,8 @@ def _defines(cfg: ProgramConfig) -> list[str]:
         f"#define BATCH_GAP_NS {cfg.batch_gap_ns}ULL",
         f"#define OFF_MM_LOCK_OWNER {lay.mm_lock_owner}",
         f"#define OFF_PT_REGS_ORIG_AX {lay.pt_regs_orig_ax}",
-        f"#define NR_MADVISE {NR_MADVISE}",
-        f"#define NR_PRCTL {NR_PRCTL}",
-        f"#define NR_PROCESS_MADVISE {NR_PROCESS_MADVISE}",
+        f"#define OFF_MM_FLAGS {lay.mm_flags}",
+        f"#define MMF_VM_MERGEABLE {MMF_VM_MERGEABLE}",
     ]
     pt = cfg.page_tables
     if pt is None:

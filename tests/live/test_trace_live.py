@@ -87,6 +87,7 @@ def test_net_merges_agree_with_ksm_stat_after_ksmd_passes(
     a.command("write 0 500")  # copy-on-write; the written pages are equal again and re-merge
     b.command("unmerge 1000 200")  # explicit unmerge of a range
     wait_full_scans(3)
+    time.sleep(0.1)
     fresh_ksm.set("run", 0)
     time.sleep(0.05)
     acc.add_events(live.drain())
@@ -179,6 +180,7 @@ def test_explicit_unmerges_are_counted_and_balance_the_ledger(
     adv.command("unmerge 0 1200")
     prc.command("merge_any off")
     delta = cow_ksm() - before
+    time.sleep(0.1)  # unshare runs are reported once idle for 50 ms
     batch = live.drain()
     unm = of_kind(batch, EventKind.UNMERGE)
     by_kind = {int(r["flags"]): (int(r["pid"]), int(r["value"])) for r in unm}
