@@ -23,6 +23,7 @@ from ksmtrace.events import (
     Tick,
     UnmergeKind,
 )
+from ksmtrace.sharing import SharingTracker
 
 #: Upper bounds (seconds) of the merge-lifetime histogram buckets, a 1-2-5 series.
 LIFETIME_BUCKETS_S: tuple[float, ...] = tuple(
@@ -209,12 +210,15 @@ def share_of_savings(sample: HostSample, merging_pages: int, zero_pages: int) ->
 class Accumulator:
     """Folds Ticks into per-process totals and produces one IntervalReport per Tick."""
 
-    def __init__(self, pids: Iterable[int] | None = None) -> None:
+    def __init__(self, pids: Iterable[int] | None = None, track_sharing: bool = False) -> None:
         """Create an empty accumulator.
 
         Args:
             pids: only account these processes (None: every process).
+            track_sharing: also follow which processes map each KSM page (``sharing``,
+                for the cross-tenant report; it sees every process, whatever ``pids``).
         """
+        self.sharing = SharingTracker() if track_sharing else None
         self.pid_filter = set(pids) if pids is not None else None
         self.totals: dict[int, ProcessTotals] = {}
         self.identities: dict[int, ProcessIdentity] = {}
@@ -244,6 +248,8 @@ class Accumulator:
     def add_events(self, batch: EventBatch) -> None:
         """Fold events into the per-process totals without an interval report."""
         rec = batch.records
+        if self.sharing is not None:
+            self.sharing.add(batch)
         if self.pid_filter is not None:
             rec = rec[np.isin(rec["pid"], np.fromiter(self.pid_filter, dtype=np.uint32))]
         self._fold({k: rec[rec["kind"] == int(k)] for k in EventKind}, rec)
@@ -259,6 +265,8 @@ class Accumulator:
         overhead = int(scan["value2"].sum())
         self.scan_overhead_total_ns += overhead
         self.identities.update(tick.identities)
+        if self.sharing is not None:
+            self.sharing.add(tick.events)
         if self.pid_filter is not None:
             rec = rec[np.isin(rec["pid"], np.fromiter(self.pid_filter, dtype=np.uint32))]
         per_kind = {k: rec[rec["kind"] == int(k)] for k in EventKind}

@@ -276,6 +276,7 @@ class ProcessIdentity:
         container: Short (12 hex digit) container id.
         pod: Kubernetes pod uid, with dashes.
         unit: Innermost systemd unit that is not a container scope.
+        uid: Real user id (``Uid:`` of ``/proc/<pid>/status``), None if unknown.
     """
 
     pid: int
@@ -288,6 +289,7 @@ class ProcessIdentity:
     container: str | None = None
     pod: str | None = None
     unit: str | None = None
+    uid: int | None = None
 
     @property
     def label(self) -> str:

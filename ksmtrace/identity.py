@@ -17,6 +17,7 @@ __all__ = [
     "ProcessIdentity",
     "parse_cgroup_path",
     "parse_qemu_name",
+    "parse_status_uid",
     "parse_vm",
     "resolve_identity",
 ]
@@ -223,6 +224,15 @@ def _pick_cgroup(text: str) -> str | None:
     return next((p for p in candidates if p != "/"), candidates[0] if candidates else None)
 
 
+def parse_status_uid(status: str) -> int | None:
+    """Return the real uid from the ``Uid:`` line of ``/proc/<pid>/status``, or None."""
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            fields = line.split()
+            return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+    return None
+
+
 def _read_at(dir_fd: int, name: str) -> bytes | None:
     """Read a whole file relative to ``dir_fd``, or return None if it cannot be read."""
     try:
@@ -292,6 +302,7 @@ def resolve_identity(paths: HostPaths, pid: int) -> ProcessIdentity | None:
         comm_raw = _read_at(dir_fd, "comm")
         cmdline = _read_at(dir_fd, "cmdline") or b""
         cgroup_raw = _read_at(dir_fd, "cgroup")
+        status = _read_at(dir_fd, "status")
     finally:
         os.close(dir_fd)
 
@@ -316,6 +327,7 @@ def resolve_identity(paths: HostPaths, pid: int) -> ProcessIdentity | None:
         container=container,
         pod=pod,
         unit=unit,
+        uid=None if status is None else parse_status_uid(status.decode("utf-8", "replace")),
     )
 
 

@@ -11,10 +11,11 @@ from typing import Any
 from ksmtrace.aggregate import Accumulator
 from ksmtrace.errors import UsageError
 from ksmtrace.hostpaths import HostPaths
+from ksmtrace.mergeability import VmWatch
 from ksmtrace.probes.live import LiveOptions, LiveSource
 from ksmtrace.render.jsonl import format_interval_json
 from ksmtrace.render.summary import format_summary
-from ksmtrace.render.table import format_interval
+from ksmtrace.render.table import format_interval, format_vm_notes
 
 ORDER = 20
 HELP = "live per-process KSM table: savings, merges, copy-on-write, scan cost"
@@ -31,6 +32,11 @@ Attach the probe set and print, every interval, one line per process with KSM ac
 The header line balances the kernel's cow_ksm counter: every increment is a write COW, an
 explicit unmerge (madvise/prctl), a ksmd undo, or "unattributed" (for example KVM guest
 writes handled inside the kernel). ksmtrace only observes: it changes no KSM knob.
+
+VMs (QEMU, Firecracker, Cloud Hypervisor) are named by their guest name. A VM whose guest
+RAM KSM cannot merge (mem-merge=off, shared or hugetlbfs guest RAM) gets a note line under
+the table saying why. The summary at the end says how much of the saving comes from pages
+shared between tenants (VM, else container, else user) and which boundaries they cross.
 """
 
 EPILOG = """\
@@ -100,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be positive, e.g. --interval 1")
     paths = HostPaths.from_env()
     _check_pids(paths, args.pid)
-    acc = Accumulator(args.pid)
+    acc = Accumulator(args.pid, track_sharing=True)
+    vms = VmWatch(paths)
     source = LiveSource(paths, probe_options(args))
     started = time.monotonic()
     with source:
@@ -113,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             for tick in source.ticks(args.interval, args.duration):
                 rep = acc.add(tick)
-                out = format_interval_json(rep) if args.json else format_interval(rep, args.top)
+                if args.json:
+                    out = format_interval_json(rep)
+                else:
+                    out = format_interval(rep, args.top, format_vm_notes(vms.verdicts()))
                 print(out if args.json else out + "\n", flush=True)
         except KeyboardInterrupt:
             pass

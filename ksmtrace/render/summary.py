@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ksmtrace.aggregate import Accumulator, ProcessTotals, share_of_savings
 from ksmtrace.events import ProcessIdentity, UnmergeKind
+from ksmtrace.render.sharing import format_sharing
 from ksmtrace.render.units import fmt_count, fmt_mib, fmt_seconds
 
 _ERRNO = {-14: "EFAULT", -16: "EBUSY", -12: "ENOMEM", -11: "EAGAIN"}
@@ -109,6 +110,9 @@ def format_summary(acc: Accumulator, seconds: float) -> str:
             f"{fmt_count(t.cows):>7} {fmt_seconds(t.lifetimes.quantile(0.5)):>7} "
             f"{fmt_count(t.scanned):>8} {t.scan_cpu_ns / 1e9:>6.2f}s {p.cpu_share:>5.0%}"
         )
+    if acc.sharing is not None:
+        sharing = format_sharing(acc.sharing.report(acc.identities), last.page_size)
+        lines += ["", *sharing] if sharing else []
     notes = _insights(rows, saved)
     if notes:
         lines += ["", "What this means:"] + [f"  - {n}" for n in notes]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
+from collections.abc import Iterable, Sequence
 
 from ksmtrace.aggregate import IntervalReport, ProcessInterval
+from ksmtrace.mergeability import Mergeability
 from ksmtrace.render.units import fmt_bytes, fmt_count, fmt_ratio, fmt_seconds
 
 HEADER = (
@@ -57,8 +60,21 @@ def format_header(rep: IntervalReport) -> list[str]:
     return lines
 
 
-def format_interval(rep: IntervalReport, top: int = 20) -> str:
-    """The whole block for one interval: header lines, column titles, up to ``top`` rows."""
+def format_vm_notes(verdicts: Iterable[Mergeability]) -> list[str]:
+    """Note lines (wrapped at 80 columns) for the VMs KSM cannot merge, with the reason."""
+    lines: list[str] = []
+    for m in verdicts:
+        if m.mergeable is False:
+            text = f"note: VM {m.name} [{m.pid}] does not merge: {'; '.join(m.reasons)}"
+            lines += textwrap.wrap(text, 80, subsequent_indent="      ")
+    return lines
+
+
+def format_interval(rep: IntervalReport, top: int = 20, notes: Sequence[str] = ()) -> str:
+    """The whole block for one interval: header lines, column titles, up to ``top`` rows.
+
+    ``notes`` (such as :func:`format_vm_notes`) are printed under the rows.
+    """
     rows = [r for r in rep.processes if r.merging_pages or r.merges or r.cows or r.scanned]
     lines = [*format_header(rep), HEADER]
     lines += [format_row(r, rep.seconds) for r in rows[:top]]
@@ -66,4 +82,4 @@ def format_interval(rep: IntervalReport, top: int = 20) -> str:
         lines.append(f"{'':>7} ... {len(rows) - top} more processes")
     if not rows:
         lines.append(f"{'':>7} (no process has KSM activity yet)")
-    return "\n".join(lines)
+    return "\n".join([*lines, *notes])
