@@ -175,6 +175,7 @@ class Recorder:
         self.error: BaseException | None = None
         self._queue: queue.Queue[tuple[Tick, dict[str, Any]] | None] = queue.Queue(queue_ticks)
         self._last_sample: HostSample | None = None
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="ksmtrace-writer", daemon=True)
         self._thread.start()
 
@@ -232,11 +233,13 @@ class Recorder:
             TraceFullError: the size cap or a full disk stopped the recording early (the
                 file is closed and complete up to there).
         """
-        self._queue.put(None)
-        self._thread.join()
-        if isinstance(self.error, TraceFullError):
-            stop_reason = str(self.error)
-        self.writer.close(stop_reason)
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+            if isinstance(self.error, TraceFullError):
+                stop_reason = str(self.error)
+            self.writer.close(stop_reason)
         self._raise_error()
         return self.stats
 

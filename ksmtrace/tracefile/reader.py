@@ -20,7 +20,13 @@ from ksmtrace.events import (
     ProcessKsm,
     Tick,
 )
-from ksmtrace.tracefile.codec import CodecError, decode_events, event_fields, stored_dtype
+from ksmtrace.tracefile.codec import (
+    CHUNK_EVENTS,
+    CodecError,
+    decode_events,
+    event_fields,
+    stored_dtype,
+)
 from ksmtrace.tracefile.schema import (
     APPLICATION_ID,
     FORMAT_VERSION,
@@ -51,17 +57,18 @@ class TickRow:
 
 def _db_pages(head: bytes) -> tuple[int, int] | None:
     """(page size, page count) from a SQLite file header, if the count is valid."""
-    if len(head) < 100 or head[92:96] != head[96:100]:
+    if len(head) < 100 or head[24:28] != head[92:96]:  # change counter = version-valid-for
         return None
     page = int.from_bytes(head[16:18], "big")
     return (65536 if page == 1 else page), int.from_bytes(head[28:32], "big")
 
 
-def check_file(path: Path) -> list[str]:
+def check_file(path: Path) -> tuple[list[str], bool]:
     """Check that ``path`` looks like a trace before SQLite opens it.
 
     Returns:
-        Warnings (a truncated file can still be partly read).
+        Warnings, and whether the file is shorter than its header says (truncated: it can
+        still be partly read).
 
     Raises:
         TraceFormatError: missing, empty, or not an SQLite file.
@@ -85,20 +92,25 @@ def check_file(path: Path) -> list[str]:
         raise TraceFormatError(f"{path}: not a ksmtrace trace (no SQLite header)")
     if 0 < st.st_size < 100:
         raise TraceFormatError(f"{path}: truncated to {st.st_size} bytes, not even a header left")
-    warnings = []
     pages = _db_pages(head)
     if pages and not wal.exists() and st.st_size < pages[0] * pages[1]:
-        warnings.append(
+        return [
             f"{path}: the file is truncated ({st.st_size} of {pages[0] * pages[1]} bytes); "
             "replaying what is readable"
-        )
-    return warnings
+        ], True
+    return [], False
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, truncated: bool) -> sqlite3.Connection:
     writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
-    mode = "rw" if writable else "ro"  # rw lets SQLite fold in a WAL left by a crash
-    return sqlite3.connect(f"file:{quote(str(path))}?mode={mode}", uri=True)
+    # rw lets SQLite fold in a WAL left by a crash; a truncated file is only ever read.
+    mode = "rw" if writable and not truncated else "ro"
+    db = sqlite3.connect(f"file:{quote(str(path))}?mode={mode}", uri=True)
+    if truncated:
+        # SQLite refuses a file shorter than its header says unless the schema is
+        # "writable"; on a read-only connection this only lets it read the pages present.
+        db.execute("PRAGMA writable_schema=ON")
+    return db
 
 
 class TraceReader:
@@ -119,11 +131,12 @@ class TraceReader:
             TraceFormatError: not a trace, empty, from a newer format, or unreadable header.
         """
         self.path = path
-        self.warnings = check_file(path)
+        self.warnings, truncated = check_file(path)
         self.unreadable_events = 0
         self._skipped: dict[int, int] = {}
+        self._chunk_index: dict[int, list[tuple[int, int, int, str, int]]] | None = None
         try:
-            self.db = _connect(path)
+            self.db = _connect(path, truncated)
         except sqlite3.Error as exc:
             raise TraceFormatError(f"{path}: cannot open: {exc}") from exc
         try:
@@ -286,16 +299,9 @@ class TraceReader:
     def events(self, row: TickRow) -> EventBatch:
         """The events of one tick; damaged chunks are skipped with a warning."""
         parts = []
-        try:
-            chunks = self.db.execute(
-                "SELECT seq, events, codec, crc32, data FROM event_chunks WHERE tick_id = ? "
-                "ORDER BY seq",
-                (row.id,),
-            ).fetchall()
-        except sqlite3.DatabaseError as exc:
-            self._lost_chunk(row, row.events, f"its events are unreadable ({exc})")
-            return EventBatch()
-        for seq, count, codec, crc, data in chunks:
+        for seq, count, codec, crc, data in self._chunks(row):
+            if data is None:
+                continue  # unreadable: already counted by _chunks
             if zlib.crc32(data) != crc:
                 self._lost_chunk(row, count, f"event chunk {seq} fails its checksum")
                 continue
@@ -307,6 +313,52 @@ class TraceReader:
         if missing > 0:
             self._lost_chunk(row, missing, "event chunks are missing")
         return EventBatch(np.concatenate(parts) if parts else None)
+
+    def _chunks(self, row: TickRow) -> list[tuple[int, int, str, int, bytes | None]]:
+        """(seq, events, codec, crc32, data) of a tick's chunks; data None when unreadable."""
+        if self._chunk_index is None:
+            try:
+                return self.db.execute(
+                    "SELECT seq, events, codec, crc32, data FROM event_chunks "
+                    "WHERE tick_id = ? ORDER BY seq",
+                    (row.id,),
+                ).fetchall()
+            except sqlite3.DatabaseError:
+                self._chunk_index = self._scan_chunk_table()
+        out: list[tuple[int, int, str, int, bytes | None]] = []
+        for rowid, seq, count, codec, crc in self._chunk_index.get(row.id, []):
+            try:
+                data = self.db.execute(
+                    "SELECT data FROM event_chunks WHERE rowid = ?", (rowid,)
+                ).fetchone()[0]
+            except (sqlite3.DatabaseError, TypeError) as exc:
+                self._lost_chunk(row, count, f"event chunk {seq} is unreadable ({exc})")
+                data = None
+            out.append((seq, count, codec, crc, data))
+        return out
+
+    def _scan_chunk_table(self) -> dict[int, list[tuple[int, int, int, str, int]]]:
+        """Find chunks without the (damaged) index, by rowid one at a time.
+
+        Rowids run 1, 2, ... in writing order; each lookup only needs the pages on its own
+        path, so chunks beyond damaged pages are still found.
+        """
+        expected = sum(-(-r.events // CHUNK_EVENTS) for r in self.ticks) + _SALVAGE_GAP
+        index: dict[int, list[tuple[int, int, int, str, int]]] = {}
+        for rowid in range(1, expected + 1):
+            try:
+                r = self.db.execute(
+                    "SELECT tick_id, seq, events, codec, crc32 FROM event_chunks WHERE rowid = ?",
+                    (rowid,),
+                ).fetchone()
+            except sqlite3.DatabaseError:
+                continue
+            if r is None or not all(isinstance(v, int) for v in (r[0], r[1], r[2], r[4])):
+                continue  # missing, or a damaged page read as empty
+            index.setdefault(r[0], []).append((rowid, r[1], r[2], str(r[3]), r[4]))
+        for chunks in index.values():
+            chunks.sort(key=lambda c: c[1])
+        return index
 
     def _lost_chunk(self, row: TickRow, count: int, why: str) -> None:
         self._skipped[row.id] = self._skipped.get(row.id, 0) + count
