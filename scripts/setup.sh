@@ -30,10 +30,19 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts the prometheus service on install; the tests run their own server.
-  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+fi
+
+# Debian starts and enables the prometheus service on install; the tests start their own
+# server on a free port, so no packaged one may keep running (systemd or sysvinit hosts).
+if [[ -d /run/systemd/system ]]; then
+  if systemctl is-enabled --quiet prometheus 2>/dev/null || systemctl is-active --quiet prometheus 2>/dev/null; then
     systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
+elif [[ -x /etc/init.d/prometheus ]]; then
+  if /etc/init.d/prometheus status >/dev/null 2>&1; then
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+  fi
+  update-rc.d prometheus disable >/dev/null 2>&1 || true
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
