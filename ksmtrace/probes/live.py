@@ -96,13 +96,14 @@ class LiveSource:
         """Resolve the kernel's layout, calibrate, compile and attach. Idempotent."""
         if self._prog is not None:
             return
-        require_root()
+        # What the host lacks is said before what the user lacks (root).
         if not sysfs.ksm_available(self.paths):
             sysfs.read_ksm_sysfs(self.paths)  # raises the one-line KSM-absent error
         ksmd = procfs.find_ksmd(self.paths)
         if ksmd is None:
             raise HostError("no ksmd kernel thread found: this kernel runs without KSM")
         layout = resolve_layout(Btf.load(self.paths.btf_vmlinux))
+        require_root()
         tree = require_header_tree()
         self.state.header_origin = tree.origin
         self.state.ksmd_pid = ksmd

@@ -1,0 +1,145 @@
+"""The ksmtrace command line against the real host: trace --json, demo, and its exit paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ksmtrace.kernel.sysfs import KnobGuard
+from ksmtrace.workers import Worker, wait_until
+
+from .conftest import knob_values, merging_pages
+
+pytestmark = pytest.mark.live
+
+CMD = [sys.executable, "-m", "ksmtrace"]
+
+
+def children_of(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        kids |= {int(k) for k in text}
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+
+
+def read_until(proc: subprocess.Popen[str], needle: str, timeout_s: float) -> str:
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + timeout_s
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+    assert needle in seen, seen
+    return seen
+
+
+def test_bpf_refused_is_one_line_and_exit_3() -> None:
+    res = subprocess.run(
+        [*CMD, "trace", "--duration", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KSMTRACE_INJECT": "bpf-refused"},
+        timeout=60,
+    )
+    assert res.returncode == 3, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "refused a BPF program" in lines[0], res.stderr
+
+
+def test_trace_json_reports_the_workload_each_interval(
+    fresh_ksm: KnobGuard, spawn: Callable[..., Worker]
+) -> None:
+    w = spawn("jsonw", 1500, shared=1.0, distinct=8)
+    fresh_ksm.set("pages_to_scan", 2000)
+    fresh_ksm.set("sleep_millisecs", 10)
+    fresh_ksm.set("run", 1)
+    assert wait_until(lambda: merging_pages(w.pid) >= 1500, 30)
+    res = subprocess.run(
+        [*CMD, "trace", "--json", "--duration", "3", "--interval", "1", "--pid", str(w.pid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    objs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(objs) == 3
+    for o in objs:
+        assert set(o) >= {"ksm", "vmstat", "ledger", "processes", "saved_bytes", "ksmd"}
+        rows = {p["pid"]: p for p in o["processes"]}
+        assert rows[w.pid]["comm"] == "jsonw"
+        assert rows[w.pid]["merging_pages"] == 1500
+        assert rows[w.pid]["pages_scanned"] > 0
+        led = o["ledger"]
+        assert led["cow_ksm_delta"] == (
+            led["write_cows"] + led["explicit"] + led["ksmd_undo"] + led["unattributed"]
+        )
+
+
+def test_demo_runs_and_explains(ksm: KnobGuard) -> None:
+    res = subprocess.run(
+        [*CMD, "demo", "--duration", "8", "--interval", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "Summary of" in out and "cow_ksm ledger" in out
+    summary = out[out.index("Summary of") :]
+    rows = [ln.split() for ln in summary.splitlines() if ln.strip().split()[:1] != []]
+    # columns: PID NAME SAVED(value unit) MERGED COW ...
+    merged = {r[1]: int(r[4]) for r in rows if len(r) > 5 and r[1] in ("web-1", "web-2", "web-3")}
+    assert len(merged) == 3 and all(n > 2000 for n in merged.values()), summary
+    assert "KSM knobs restored" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_demo_restores_knobs_and_ends_its_processes_when_signalled(
+    ksm: KnobGuard, sig: signal.Signals
+) -> None:
+    before = knob_values()
+    with subprocess.Popen(
+        [*CMD, "demo", "--duration", "120", "--interval", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            read_until(proc, "KSM on", 60)
+            assert knob_values()["run"] == 1
+            workers = children_of(proc.pid)
+            assert len(workers) == 5, workers
+            proc.send_signal(sig)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err = proc.stderr.read() if proc.stderr else ""
+    expected = 128 + signal.SIGTERM if sig == signal.SIGTERM else 0
+    assert proc.returncode == expected, err
+    assert "Traceback" not in err
+    assert knob_values() == before
+    assert wait_until(lambda: not any(alive(p) for p in workers), 10), "workers left running"
