@@ -55,7 +55,7 @@ class DepartureTracker:
             if pid in exits:
                 how = "exited (ksm_exit)"
             elif st is None:
-                how = "left KSM (no ksm_stat state any more)"
+                how = self._last_unmerge.get(pid, "left KSM (no ksm_stat state any more)")
             elif not _registered(st):
                 how = self._last_unmerge.get(pid, "no mergeable mapping left")
             else:

@@ -196,7 +196,8 @@ def diagnose_row(snap: TopSnapshot, row: Row, regions: Iterable[Regions] = ()) -
     """Findings for one table row (process, VM or cgroup)."""
     out: list[Finding] = []
     st = row.ksm_stat
-    if not _registered([row]):
+    registered = _registered([row])
+    if not registered:
         gone = [d for d in snap.departures if d.pid in row.pids]
         out.append(Finding(
             "row-not-registered", "bad", "Not registered with KSM",
@@ -214,7 +215,8 @@ def diagnose_row(snap: TopSnapshot, row: Row, regions: Iterable[Regions] = ()) -
                            _churn_text(row, snap.host)))  # fmt: skip
     share = row.scan_cpu_share or 0.0
     total_saved = snap.host.saved_bytes or 1
-    if share >= ROW_CPU_SHARE_HIGH and row.saved_bytes / total_saved < MIN_SAVED_SHARE:
+    costly = share >= ROW_CPU_SHARE_HIGH and row.saved_bytes / total_saved < MIN_SAVED_SHARE
+    if costly and registered:
         out.append(Finding(
             "row-cpu-costly", "warn", "Costs ksmd CPU, saves almost nothing",
             f"{share:.0%} of ksmd's scan CPU goes to it and it saves "

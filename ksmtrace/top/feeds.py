@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from ksmtrace.events import Tick, TickSource
+from ksmtrace.replay import ReplaySource
 
 
 class Feed(Protocol):
@@ -19,6 +21,13 @@ class Feed(Protocol):
 
     live: bool
     """Ticks arrive in real time (no pacing, no seeking beyond what was seen)."""
+    origin_ns: int | None
+    """CLOCK_MONOTONIC time that is trace second 0 (None: the first tick's start)."""
+
+    @property
+    def status(self) -> str:
+        """A short line for the status bar ("" when all is well)."""
+        ...
 
     @property
     def duration_s(self) -> float | None:
@@ -38,7 +47,9 @@ class LiveFeed:
     """The live probe set (or any real-time TickSource) as a feed."""
 
     live = True
-    duration_s = None
+    duration_s: float | None = None
+    origin_ns: int | None = None
+    status = ""
 
     def __init__(self, source: TickSource, interval_s: float = 1.0) -> None:
         self.source = source
@@ -60,6 +71,7 @@ class RecordedFeed:
         opener: returns the recording's ticks from ``start_s`` seconds, as fast as read.
         duration_s: length of the recording, when known.
         closer: releases what ``opener`` opened (called once, on close).
+        origin_ns: the recording's time 0 (None: its first tick's start).
     """
 
     live = False
@@ -69,15 +81,22 @@ class RecordedFeed:
         opener: Callable[[float | None], Iterator[Tick]],
         duration_s: float | None = None,
         closer: Callable[[], None] | None = None,
+        origin_ns: int | None = None,
     ) -> None:
         self._opener = opener
         self._closer = closer
         self._duration_s = duration_s
+        self.origin_ns = origin_ns
 
     @property
     def duration_s(self) -> float | None:
         """Length of the recording in seconds, when known."""
         return self._duration_s
+
+    @property
+    def status(self) -> str:
+        """Nothing to report about an in-memory recording."""
+        return ""
 
     def open(self, start_s: float | None) -> Iterator[Tick]:
         """Ticks from ``start_s`` seconds after the recording's first tick."""
@@ -99,4 +118,51 @@ def tick_list_feed(ticks: Sequence[Tick]) -> RecordedFeed:
         first = 0 if start_s is None else bisect.bisect_right(ends, start_s)
         return iter(ticks[first:])
 
-    return RecordedFeed(opener, ends[-1] if ends else None)
+    return RecordedFeed(opener, ends[-1] if ends else None, origin_ns=origin)
+
+
+class ReplayFeed(RecordedFeed):
+    """A trace file (``ksmtrace record``) read as fast as possible, reopened to seek.
+
+    Args:
+        path: the trace; None for the sample bundled with ksmtrace.
+        start_s: where playback starts (``--from``), seconds into the trace.
+        end_s: where it ends (``--to``).
+
+    Raises:
+        TraceFormatError: the file is not a readable trace (raised here, before any UI).
+    """
+
+    def __init__(
+        self, path: str | Path | None, start_s: float | None = None, end_s: float | None = None
+    ) -> None:
+        self.path, self.start_s, self.end_s = path, start_s, end_s
+        # SQLite connections belong to the thread that opened them: this one only checks the
+        # file and reads its length; the worker thread opens its own.
+        with ReplaySource(path, 0.0, start_s, end_s) as probe:
+            self.trace_path = probe.path
+            self.header = probe.header
+            self.warnings: list[str] = list(probe.warnings)
+            duration, origin = probe.duration_s, probe.trace_start_ns
+        self._source: ReplaySource | None = None
+        super().__init__(self._open_at, duration, self._close, origin)
+
+    @property
+    def status(self) -> str:
+        """How many damaged parts were skipped, if any."""
+        seen = set(self.warnings) | set(self._source.warnings if self._source else ())
+        return f"{len(seen)} damaged parts skipped" if seen else ""
+
+    def _open_at(self, start_s: float | None) -> Iterator[Tick]:
+        if self._source is not None:
+            self._source.close()
+        start = self.start_s if start_s is None else start_s
+        self._source = ReplaySource(self.trace_path, 0.0, start, self.end_s)
+        new = [w for w in self._source.warnings if w not in self.warnings]
+        self.warnings += new
+        return self._source.ticks(0.0)
+
+    def _close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None

@@ -111,7 +111,7 @@ class SnapshotWorker:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._main, name="ksmtrace-top-feed", daemon=True)
         self._ticks: Iterator[Tick] | None = None
-        self._builder = SnapshotBuilder(window_s)
+        self._builder = SnapshotBuilder(window_s, feed.origin_ns)
         self._at_end = False
         self._note = ""
         self._seq = self._posted = self._acked = 0
@@ -143,7 +143,8 @@ class SnapshotWorker:
 
     def set_paused(self, paused: bool) -> None:
         """Pause or resume playback (live: freeze the display or follow the newest tick)."""
-        self._control(paused=paused, _seek=None if paused or not self.feed.live else 1e18)
+        follow = None if paused or not self.feed.live else float("inf")
+        self._control(paused=paused, _seek=follow, _resend=True)
 
     def toggle_pause(self) -> None:
         """Pause if playing, play if paused (a finished recording plays from the start)."""
@@ -191,6 +192,12 @@ class SnapshotWorker:
             pending, self._pending = self._pending, None
         if pending is not None:
             self._post(pending)
+
+    @property
+    def newest_t_s(self) -> float | None:
+        """Trace time of the newest snapshot built (None before the first)."""
+        with self._lock:
+            return self._tape.items[-1].t_s if self._tape.items else None
 
     def _shown_t(self) -> float:
         with self._lock:
@@ -336,7 +343,7 @@ class SnapshotWorker:
                 speed=1.0 if self.feed.live else self.speed,
                 at_end=self._at_end,
                 regions=dict(self._regions),
-                note=self._note,
+                note=self._note or self.feed.status,
             )
         self._post(snap)
 

@@ -102,6 +102,7 @@ class TopApp(App[int]):
         self.failure: BaseException | None = None
         self.shown_rows: list[Row] = []
         self.host_findings: list[Finding] = []
+        self.detail_shown = True
 
     def compose(self) -> ComposeResult:
         """Header, host findings, table (or why it is empty) with the detail pane, timeline."""
@@ -112,7 +113,7 @@ class TopApp(App[int]):
             yield EmptyNotice(id="empty")
             yield DetailPane(id="detail")
         yield Input(placeholder="filter by name, VM or cgroup (enter: keep, esc: clear)",
-                    id="filter")  # fmt: skip
+                    id="filter", select_on_focus=False)  # fmt: skip
         yield Timeline(id="timeline")
         yield Footer()
 
@@ -164,6 +165,7 @@ class TopApp(App[int]):
         empty = self.query_one(EmptyNotice)
         empty.display = not self.shown_rows
         empty.show(self.host_findings, self.filter_text)
+        self.query_one(DetailPane).display = self.detail_shown and bool(self.shown_rows)
         table.show_rows(self.shown_rows, self.sort_id, self.descending, self.selected_key)
         self._refresh_detail()
 
@@ -258,8 +260,8 @@ class TopApp(App[int]):
 
     def action_toggle_detail(self) -> None:
         """Show or hide the detail pane (the table takes the room)."""
-        pane = self.query_one(DetailPane)
-        pane.display = not pane.display
+        self.detail_shown = not self.detail_shown
+        self.refresh_view()
 
     # -- playback actions (handled by the worker) ---------------------------------------------
 

@@ -38,6 +38,8 @@ class ProcessTable(DataTable[Text]):
     BINDINGS = [
         Binding("left", "app.seek(-5)", "Back 5 s", show=False),
         Binding("right", "app.seek(5)", "Forward 5 s", show=False),
+        Binding("home", "first_row", "First row", show=False),
+        Binding("end", "last_row", "Last row", show=False),
     ]
 
     def __init__(self, **kwargs: object) -> None:
@@ -45,6 +47,14 @@ class ProcessTable(DataTable[Text]):
         self._keys: list[str] = []
         self._cells: dict[str, list[str]] = {}
         self._layout: tuple[int, str, bool] | None = None
+
+    def action_first_row(self) -> None:
+        """Select the first row."""
+        self.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        """Select the last row."""
+        self.move_cursor(row=max(0, self.row_count - 1), animate=False)
 
     def name_width(self) -> int:
         """Width of the NAME column for the current size."""

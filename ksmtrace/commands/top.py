@@ -1,0 +1,147 @@
+"""``ksmtrace top``: the terminal UI, live (probes attached) or on a recorded trace."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+from typing import Any
+
+from ksmtrace.commands.replay import parse_offset
+from ksmtrace.commands.trace import add_probe_options, probe_options
+from ksmtrace.errors import KsmtraceError, UsageError
+from ksmtrace.events import GROUPINGS
+from ksmtrace.hostpaths import HostPaths
+from ksmtrace.probes.live import LiveSource, require_root
+from ksmtrace.top.columns import COLUMNS
+from ksmtrace.top.feeds import Feed, LiveFeed, ReplayFeed
+from ksmtrace.top.regions import read_regions
+from ksmtrace.top.worker import RegionsReader
+
+ORDER = 25
+HELP = "terminal UI: savings, cost, churn and why memory does not merge (live or a trace)"
+
+DESCRIPTION = """\
+A full-screen view to keep open on a hypervisor. The header shows KSM's state and knobs,
+the memory it saves (zero pages included) and general_profit, ksmd's CPU, the scan rate,
+the last full scan, the copy-on-write rate and lost events. Below, one row per process
+(g: per VM, per cgroup) sortable by every column (s, 1-9), filterable by name (/), and
+for the selected row: savings and COW rate over time, the merge-lifetime histogram, its
+ksm_stat, its mergeable regions (smaps, live) and its cgroup. Where something is wrong
+the screen says so in words: KSM off, nothing registered as mergeable (and who stopped
+being mergeable when), ksmd scanning but nothing merging, merges broken faster than a
+full scan, ksmd CPU high for what it saves, hugetlb or shared memory that cannot merge.
+
+Without FILE, top attaches the live probes (root, like 'ksmtrace trace'); with FILE it
+replays a trace from 'ksmtrace record': space pauses, + and - change the speed, left and
+right seek 5 s, [ and ] 60 s. Rates are averages over --window seconds. top only observes:
+it changes no KSM knob, and quitting (q or Ctrl-C) detaches every probe. Press ? for
+every key; everything works without a mouse, from 80x24 up.
+"""
+
+EPILOG = """\
+examples:
+  ksmtrace top                          live, one update per second
+  ksmtrace top --group vm --sort cows   live, per VM, the biggest copy-on-write rate first
+  ksmtrace top incident.ksmtrace        replay a recorded trace at recorded pace
+  ksmtrace top incident.ksmtrace --from 2m --speed 10 --paused
+  ksmtrace replay --tui                 the sample trace bundled with ksmtrace
+"""
+
+
+def add_view_options(p: argparse.ArgumentParser) -> None:
+    """Options of the terminal UI shared by ``top`` and ``replay --tui``."""
+    g = p.add_argument_group("view options")
+    g.add_argument("--window", type=float, default=5.0, help="seconds rates average over (5)")
+    g.add_argument("--group", choices=GROUPINGS, default="process", help="initial grouping")
+    g.add_argument(
+        "--sort",
+        choices=[c.id for c in COLUMNS],
+        default="saved",
+        help="initial sort column (saved)",
+    )
+    g.add_argument("--paused", action="store_true", help="start paused (replay)")
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``top`` subcommand."""
+    p = sub.add_parser(
+        "top",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", nargs="?", type=Path, help="a trace to replay (default: live)")
+    p.add_argument("--interval", type=float, default=1.0, help="live: seconds per update (1)")
+    p.add_argument("--speed", type=float, default=1.0, help="replay: times the recorded pace (1)")
+    p.add_argument("--from", dest="start", type=parse_offset, help="replay: start this far in")
+    p.add_argument("--to", dest="end", type=parse_offset, help="replay: stop this far in")
+    add_view_options(p)
+    add_probe_options(p)
+    p.set_defaults(run=run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.window <= 0 or getattr(args, "interval", 1.0) <= 0:
+        raise UsageError("--window and --interval must be positive")
+    if getattr(args, "speed", 1.0) <= 0:
+        raise UsageError("--speed must be positive, e.g. --speed 10 for ten times faster")
+
+
+def run_tui(
+    feed: Feed,
+    args: argparse.Namespace,
+    regions: RegionsReader | None = None,
+    speed: float = 1.0,
+) -> int:
+    """Run the terminal UI on ``feed`` until the user quits; the feed is always closed.
+
+    Args:
+        feed: a live or recorded feed (the UI's worker thread owns it from here on).
+        args: parsed view options (see :func:`add_view_options`).
+        regions: smaps reader for the detail pane (live only).
+        speed: initial replay speed.
+
+    Returns:
+        The exit status.
+
+    Raises:
+        KsmtraceError: the source failed while the UI ran (shown as one line).
+    """
+    from ksmtrace.tui import TopApp  # textual only for the commands that draw with it
+
+    app = TopApp(
+        feed, window_s=args.window, speed=speed, paused=args.paused, regions=regions,
+        grouping=args.group, sort=args.sort,
+    )  # fmt: skip
+    try:
+        app.run()
+    finally:
+        if not app.worker.stop() or not app.worker.closed.is_set():
+            feed.close()  # the worker never ran or is stuck: detach the probes here
+    if isinstance(app.failure, KsmtraceError):
+        raise app.failure
+    if app.failure is not None:
+        raise KsmtraceError(f"the event source failed: {app.failure}") from app.failure
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay FILE, or attach the live probes, in the terminal UI."""
+    _check(args)
+    if args.file is not None:
+        if not args.file.exists():
+            raise UsageError(f"{args.file}: no such file; record one with 'ksmtrace record'")
+        return run_tui(ReplayFeed(args.file, args.start, args.end), args, speed=args.speed)
+    if args.start is not None or args.end is not None:
+        raise UsageError("--from and --to apply to a recorded trace: ksmtrace top FILE --from 1m")
+    require_root()
+    paths = HostPaths.from_env()
+    source = LiveSource(paths, probe_options(args))
+    source.start()
+    try:
+        feed = LiveFeed(source, args.interval)
+        return run_tui(feed, args, regions=functools.partial(read_regions, paths))
+    finally:
+        source.close()
