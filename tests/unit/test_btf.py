@@ -9,7 +9,6 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -554,15 +553,13 @@ class Oracle:
 
 @pytest.fixture(scope="module")
 def kernel_btf() -> Btf:
-    if not VMLINUX.exists():
-        pytest.skip(f"{VMLINUX} is absent: this kernel was built without BTF")
+    assert VMLINUX.exists(), f"{VMLINUX} is absent: ksmtrace needs a kernel built with BTF"
     return Btf.load(VMLINUX)
 
 
 @pytest.fixture(scope="module")
 def oracle(kernel_btf: Btf) -> Oracle:
-    if not Path(BPFTOOL).exists():
-        pytest.skip("bpftool is not installed; it is the independent oracle for BTF offsets")
+    assert Path(BPFTOOL).exists(), "bpftool (the independent oracle) is missing: run make setup"
     dump = subprocess.run(
         [BPFTOOL, "btf", "dump", "file", str(VMLINUX), "format", "raw"],
         capture_output=True,
@@ -570,19 +567,6 @@ def oracle(kernel_btf: Btf) -> Oracle:
         check=True,
     )
     return Oracle(dump.stdout)
-
-
-def test_kernel_load_and_queries_are_fast() -> None:
-    if not VMLINUX.exists():
-        pytest.skip(f"{VMLINUX} is absent: this kernel was built without BTF")
-    started = time.perf_counter()
-    btf = Btf.load(VMLINUX)
-    for struct_name, path, _ in NESTED_PATHS:
-        btf.field(struct_name, path)
-    for name in STRUCTS:
-        btf.sizeof(name)
-    btf.enum_value("MM_ANONPAGES")
-    assert time.perf_counter() - started < 1.0
 
 
 @pytest.mark.parametrize("struct_name", STRUCTS)
