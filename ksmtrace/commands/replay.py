@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ksmtrace.aggregate import Accumulator
+from ksmtrace.commands.serve import add_replay_serving_options, serve_replay
 from ksmtrace.errors import UsageError
 from ksmtrace.events import EventKind
 from ksmtrace.render.jsonl import format_interval_json
@@ -41,6 +42,7 @@ examples:
   ksmtrace replay incident.ksmtrace --from 2m --to 3m --speed 5
   ksmtrace replay incident.ksmtrace --json --fast | jq .saved_bytes
   ksmtrace replay incident.ksmtrace --interval 10 --fast   one table per 10 s
+  ksmtrace replay incident.ksmtrace --serve    as Prometheus /metrics, like 'ksmtrace serve'
 """
 
 _OFFSET = re.compile(r"^(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?$")
@@ -91,6 +93,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--pid", type=int, action="append", help="only this process (repeatable)")
     p.add_argument("--json", action="store_true", help="one JSON object per interval")
     p.add_argument("--top", type=int, default=20, help="rows per interval in the table (20)")
+    add_replay_serving_options(p)
     p.set_defaults(run=run)
 
 
@@ -134,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ksmtrace: warning: {line}", file=sys.stderr, flush=True)
 
     with ReplaySource(args.file, speed, args.start, args.end, on_warning=warn) as src:
+        if args.serve:
+            return serve_replay(src, args)
         acc = Accumulator(args.pid)
         if not args.json:
             print(describe(src.header, src.path, src.duration_s, src.tick_count), file=sys.stderr)

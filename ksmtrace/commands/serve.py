@@ -8,9 +8,10 @@ from typing import Any
 from ksmtrace.commands.trace import add_probe_options, probe_options
 from ksmtrace.errors import UsageError
 from ksmtrace.exporter import DEFAULT_LISTEN, DEFAULT_PORT, DEFAULT_TOP_N, Listen, serve
-from ksmtrace.exporter.snapshot import ProbeReport
+from ksmtrace.exporter.sources import live_probe_report, trace_probe_report
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.probes.live import LiveSource
+from ksmtrace.replay import ReplaySource
 
 ORDER = 50
 HELP = "Prometheus exporter: /metrics with KSM savings, cost and churn per process and VM"
@@ -69,6 +70,24 @@ def add_serving_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_replay_serving_options(p: argparse.ArgumentParser) -> None:
+    """``replay``'s --serve and --listen (--top and --interval keep replay's meaning)."""
+    g = p.add_argument_group("exporter options")
+    g.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the replay as Prometheus /metrics instead of printing it (the metrics "
+        "and dashboards of 'ksmtrace serve'; --top processes get their own series); the "
+        "last values stay served after the end until Ctrl-C",
+    )
+    g.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address for --serve ({DEFAULT_LISTEN}; port 0 for any free port)",
+    )
+
+
 def add_parser(sub: Any) -> None:
     """Register the ``serve`` subcommand."""
     p = sub.add_parser(
@@ -90,16 +109,25 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def live_probe_report(source: LiveSource) -> ProbeReport:
-    """What ``ksmtrace_probe_info`` and the scan-site gauge say about a live source."""
-    state = source.state
-    return ProbeReport(
-        source="live",
-        cow_check="page-table" if state.page_tables is not None else "merged-address",
-        headers=state.header_origin,
-        scan_site_ready=source.scan_site_ready,
-        lifetime_map_full=state.stats.get("merged_full"),
-    )
+def serve_replay(source: ReplaySource, args: argparse.Namespace) -> int:
+    """``ksmtrace replay FILE --serve``: the replayed trace as /metrics (options as serve's).
+
+    After the trace ends the last values stay served until Ctrl-C, so a Prometheus scrape
+    still finds them.
+    """
+    if args.json or args.pid:
+        raise UsageError("--serve serves every process as metrics: drop --json and --pid")
+    try:
+        return serve(
+            source,
+            Listen.parse(args.listen),
+            interval_s=args.interval,
+            top_n=args.top,
+            probe=lambda: trace_probe_report(source.header),
+            linger=True,
+        )
+    except KeyboardInterrupt:
+        return 0
 
 
 def run(args: argparse.Namespace) -> int:

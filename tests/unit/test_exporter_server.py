@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +18,13 @@ from ksmtrace.errors import UsageError
 from ksmtrace.exporter import Listen, serve
 
 from .exporter_input import ListSource, golden_ticks
+from .test_exporter_golden import recorded
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        body: bytes = resp.read()
+        return body.decode()
 
 
 def test_serve_publishes_every_tick_over_http_and_stops_with_the_source() -> None:
@@ -58,3 +71,28 @@ def test_a_busy_port_is_a_one_line_error() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}"):
             serve(ListSource([]), Listen("127.0.0.1", port), say=lambda _: None)
+
+
+def test_replay_serve_serves_the_recorded_trace_until_interrupted(tmp_path: Path) -> None:
+    trace = recorded(tmp_path)
+    log = tmp_path / "replay.log"
+    argv = [sys.executable, "-m", "ksmtrace", "replay", str(trace), "--serve", "--fast"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*argv, "--listen", "127.0.0.1:0", "--top", "2"], stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while not (m := re.search(r"http://\S+/metrics", log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        while "ksmtrace_source_up 0.0" not in (body := get(m.group(0))):
+            assert time.monotonic() < deadline, body  # the trace ended; values stay served
+            time.sleep(0.05)
+        assert (
+            'ksmtrace_probe_info{cow_check="page-table",headers="fixture headers",source="replay"}'
+            in body
+        )
+        assert "ksmtrace_snapshots_total 3.0" in body
+        assert 'ksmtrace_process_merges_total{cgroup="machine-qemu-1-guest0.scope"' in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 128 + signal.SIGTERM
