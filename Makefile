@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 KSMTRACE := $(VENV)/bin/ksmtrace
 
-.PHONY: help setup demo test test-unit test-live lint typecheck check bench clean
+.PHONY: help setup demo test test-unit test-live test-snapshot-update lint typecheck check bench clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ test-unit: ## tests that need neither root nor BPF
 
 test-live: ## live BPF tests only
 	$(PY) -m pytest tests/live
+
+test-snapshot-update: ## accept intended visual changes of ksmtrace top (then review the SVGs)
+	$(PY) -m pytest tests/tui --snapshot-update
 
 lint: ## ruff lint and format check
 	$(VENV)/bin/ruff check ksmtrace tests benchmarks
