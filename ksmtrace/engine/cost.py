@@ -1,0 +1,139 @@
+"""ksmd's CPU cost per page class, measured on a live host by the tracer (never assumed).
+
+``ksmtrace calibrate-cost`` fits a :class:`CostProfile` to the live tracer's SCAN events
+(pages scanned and ksmd CPU per process and interval) and stores it at
+:data:`PROFILE_PATH`; ``ksmtrace snapshot`` embeds the host's profile in each snapshot so
+a what-if elsewhere predicts CPU for the host that was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ksmtrace.engine import layout as L
+from ksmtrace.errors import UsageError
+
+PROFILE_PATH = Path("/var/lib/ksmtrace/cost-profile.json")
+PROFILE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CostProfile:
+    """Nanoseconds of ksmd CPU per unit of work, with where and how they were measured.
+
+    Attributes:
+        ksm_page_ns: visiting a page that already is a KSM page (no checksum is computed).
+        page_ns: visiting any other page (checksum, stable and unstable tree searches).
+        merge_ns: extra per page merged (write-protect, PTE replacement, rmap work).
+        skip_ns: a smart-scan skip.
+        pass_ns: per full scan (LRU drain on all CPUs, unstable tree reset).
+        batch_ns: per batch (wake-up, locking).
+        kernel: ``uname -r`` of the measured host.
+        hz: its CONFIG_HZ.
+        measured_at: ISO time of the measurement.
+        method: how it was measured (which workload, how many samples).
+        samples: rows of the fit.
+    """
+
+    ksm_page_ns: float
+    page_ns: float
+    merge_ns: float
+    skip_ns: float
+    pass_ns: float
+    batch_ns: float
+    kernel: str = ""
+    hz: int = 0
+    measured_at: str = ""
+    method: str = ""
+    samples: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_array(self) -> npt.NDArray[np.float64]:
+        """The engine's cost array (``layout.C_*`` order)."""
+        arr = np.zeros(L.COST_SIZE, dtype=np.float64)
+        arr[L.C_KSM] = self.ksm_page_ns
+        arr[L.C_PAGE] = self.page_ns
+        arr[L.C_MERGE] = self.merge_ns
+        arr[L.C_SKIP] = self.skip_ns
+        arr[L.C_PASS] = self.pass_ns
+        arr[L.C_BATCH] = max(1.0, self.batch_ns)
+        return arr
+
+    def to_json(self) -> str:
+        """The profile as a JSON document with a format version."""
+        return json.dumps({"version": PROFILE_VERSION, **asdict(self)}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> CostProfile:
+        """Parse :meth:`to_json` output.
+
+        Raises:
+            UsageError: not a cost profile of a known version.
+        """
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(
+                f"cost profile is not JSON ({exc}); run 'ksmtrace calibrate-cost'"
+            ) from None
+        if not isinstance(data, dict) or data.get("version") != PROFILE_VERSION:
+            raise UsageError(
+                "cost profile has an unknown format version; run 'ksmtrace calibrate-cost' again"
+            )
+        data.pop("version")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise UsageError(f"cost profile is incomplete ({exc})") from None
+
+    def save(self, path: Path = PROFILE_PATH) -> None:
+        """Write the profile (mode 0600), creating its directory."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.to_json() + "\n")
+
+    def describe(self) -> str:
+        """One line: the per-page costs and where they come from."""
+        return (
+            f"ksmd cost: {self.page_ns:.0f} ns/page, {self.ksm_page_ns:.0f} ns/KSM page, "
+            f"{self.merge_ns:.0f} ns/merge, {self.skip_ns:.0f} ns/skip, "
+            f"{self.pass_ns / 1e3:.0f} us/pass (measured {self.measured_at or '?'} "
+            f"on {self.kernel or '?'})"
+        )
+
+
+def load_profile(path: Path = PROFILE_PATH) -> CostProfile | None:
+    """The stored profile, or None when none was measured on this host yet."""
+    try:
+        return CostProfile.from_json(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def require_profile(path: Path | None, embedded: CostProfile | None) -> CostProfile:
+    """The profile to use: ``path`` if given, else the snapshot's, else this host's.
+
+    Raises:
+        UsageError: none is available; the message says how to measure one.
+    """
+    if path is not None:
+        try:
+            return CostProfile.from_json(path.read_text())
+        except OSError as exc:
+            raise UsageError(f"cannot read cost profile {path}: {exc.strerror}") from None
+    if embedded is not None:
+        return embedded
+    stored = load_profile()
+    if stored is None:
+        raise UsageError(
+            "no ksmd cost profile: measure one on the host with 'ksmtrace calibrate-cost' "
+            "(as root), or pass --cost-profile FILE"
+        )
+    return stored

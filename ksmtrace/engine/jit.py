@@ -1,0 +1,36 @@
+"""The one way engine code is compiled: numba, cached on disk, without reference counting.
+
+``_nrt=False`` turns off numba's runtime for these functions. The engine allocates no
+arrays inside compiled code, and without the runtime, passing the state tuples (a dozen
+arrays each) between functions costs nothing; with it, every call increments and
+decrements the reference count of every array, which made a page visit 200 times slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numba
+
+#: numba options of every engine function (``_nrt`` is not in numba's type stubs).
+_OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False}
+
+#: A compiled function: numba dispatchers are untyped for mypy.
+Kernel = Callable[..., Any]
+
+
+def compiled(fn: Callable[..., Any]) -> Kernel:
+    """Compile ``fn`` with numba in nopython mode (cached, no runtime)."""
+    out: Kernel = numba.njit(**_OPTIONS)(fn)
+    return out
+
+
+def inlined(fn: Callable[..., Any]) -> Kernel:
+    """Like :func:`compiled`, and inlined into callers at numba IR level (hot paths).
+
+    Calls between separately compiled functions pass the state tuples by value; inlining
+    the per-page path into the batch loop removes those copies.
+    """
+    out: Kernel = numba.njit(**_OPTIONS, inline="always")(fn)
+    return out
