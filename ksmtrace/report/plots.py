@@ -46,10 +46,18 @@ def _figure(s: TraceSummary) -> Any:
     ax_scan.plot(t, ser.scanned_per_s, color="tab:gray", lw=1, label="pages scanned/s")
     ax_scan.set_ylabel("pages scanned/s")
     ax_cpu.set_title("What it costs: ksmd CPU and scanning", fontsize="medium")
+    lines = ax_cpu.get_lines() + ax_scan.get_lines()
+    ax_cpu.legend(lines, [ln.get_label() for ln in lines], loc="upper right", fontsize="small")
+    changes: dict[float, list[str]] = {}
     for c in s.knob_changes:
+        changes.setdefault(c.t_s, []).append(f"{c.name}={c.new}")
+    for t_s, texts in changes.items():
         for ax in (ax_saved, ax_cpu, ax_churn):
-            ax.axvline(c.t_s, color="tab:purple", lw=0.8, ls="--")
-        ax_cpu.annotate(f"{c.name}={c.new}", (c.t_s, 0), fontsize="x-small", rotation=90)
+            ax.axvline(t_s, color="tab:purple", lw=0.8, ls="--")
+        ax_cpu.annotate(
+            " ".join(texts), (t_s, 0), xytext=(2, 2), textcoords="offset points",
+            fontsize="x-small", rotation=90, color="tab:purple",
+        )  # fmt: skip
 
     ax_churn.plot(t, ser.merges_per_s, label="merges/s")
     ax_churn.plot(t, ser.cows_per_s, label="copy-on-write/s")

@@ -52,7 +52,8 @@ def provenance_lines(s: TraceSummary) -> list[str]:
     if filt:
         lines.append(f"  Only          {filt}")
     if h.note:
-        lines.append(f"  Note          {h.note}")
+        note = textwrap.wrap(h.note, 84)
+        lines += [f"  Note          {note[0]}", *[f"                {n}" for n in note[1:]]]
     for c in s.knob_changes:
         lines.append(f"  Knob change   +{c.t_s:.1f} s  {c.name} {c.old} -> {c.new}")
     return lines
