@@ -75,6 +75,7 @@ class ProcessFilter:
 
     pids: set[int] = field(default_factory=set)
     vms: set[str] = field(default_factory=set)
+    vms_seen: set[str] = field(default_factory=set)
 
     @property
     def active(self) -> bool:
@@ -84,7 +85,9 @@ class ProcessFilter:
     def update(self, identities: Mapping[int, ProcessIdentity]) -> None:
         """Add the processes of the wanted VMs among ``identities``."""
         if self.vms:
-            self.pids |= {p for p, i in identities.items() if i.vm in self.vms}
+            matched = {p: i.vm for p, i in identities.items() if i.vm in self.vms}
+            self.pids |= set(matched)
+            self.vms_seen |= {vm for vm in matched.values() if vm}
 
     def apply(self, tick: Tick) -> Tick:
         """The Tick restricted to the wanted processes (global events and counters stay)."""

@@ -126,7 +126,7 @@ class _Progress:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
-        self.last = 0.0
+        self.last = time.monotonic()
 
     def show(self, rec: Recorder, elapsed: float, final: bool = False) -> None:
         if self.quiet or (not final and time.monotonic() - self.last < (1 if self.tty else 10)):
@@ -200,6 +200,11 @@ def run(args: argparse.Namespace) -> int:
         if signalled is not None:
             raise signalled
     progress.show(recorder, time.monotonic() - started, final=True)
+    for vm in sorted(filter_.vms - filter_.vms_seen):
+        print(
+            f"ksmtrace: warning: no VM named {vm!r} was seen; 'ksmtrace trace' shows VM names",
+            file=sys.stderr,
+        )
     if not args.quiet:
         lost = sum(stats.lost.values())
         print(
