@@ -37,6 +37,16 @@ class KnobChange:
     new: int | str
 
 
+@dataclass(frozen=True, slots=True)
+class AdvisorStep:
+    """An ADVISOR event: the scan-time advisor set pages_to_scan at ``t_s``."""
+
+    t_s: float
+    pages_to_scan: int
+    scan_time_s: int
+    cpu_percent: int
+
+
 @dataclass(slots=True)
 class TraceSummary:
     """Everything a report shows, computed by replaying the trace once as fast as possible."""
@@ -50,6 +60,7 @@ class TraceSummary:
     first: HostSample | None
     last: HostSample | None
     knob_changes: list[KnobChange]
+    advisor: list[AdvisorStep]
     lost: dict[int, int]
     warnings: list[str]
     unreadable_events: int
@@ -86,6 +97,7 @@ def summarize(
         acc = Accumulator()
         series = Series()
         knobs: list[KnobChange] = []
+        advisor: list[AdvisorStep] = []
         origin = src.trace_start_ns
         first_ns = last_ns = None
         n = 0
@@ -118,6 +130,9 @@ def summarize(
                         _knob_value(name, int(r["value"])),
                     )
                 )
+            for r in tick.events.of_kind(EventKind.ADVISOR):
+                t_adv = round((int(r["ts_ns"]) - origin) / 1e9, 3)
+                advisor.append(AdvisorStep(t_adv, int(r["value2"]), int(r["value"]), int(r["err"])))
         duration = (last_ns - first_ns) / 1e9 if first_ns is not None and last_ns else 0.0
         return TraceSummary(
             path=src.path,
@@ -129,6 +144,7 @@ def summarize(
             first=acc.first,
             last=acc.last,
             knob_changes=knobs,
+            advisor=advisor,
             lost=dict(src.lost_total),
             warnings=src.warnings,
             unreadable_events=src.unreadable_events,

@@ -54,8 +54,18 @@ def provenance_lines(s: TraceSummary) -> list[str]:
     if h.note:
         note = textwrap.wrap(h.note, 84)
         lines += [f"  Note          {note[0]}", *[f"                {n}" for n in note[1:]]]
-    for c in s.knob_changes:
+    for c in s.knob_changes[:20]:
         lines.append(f"  Knob change   +{c.t_s:.1f} s  {c.name} {c.old} -> {c.new}")
+    if len(s.knob_changes) > 20:
+        lines.append(f"  Knob change   ... {len(s.knob_changes) - 20} more")
+    if s.advisor:
+        steps = [a.pages_to_scan for a in s.advisor]
+        last = s.advisor[-1]
+        lines.append(
+            f"  Advisor       set pages_to_scan {len(steps)} times ({min(steps)}..{max(steps)}); "
+            f"last {last.pages_to_scan} at +{last.t_s:.1f} s (scan time {last.scan_time_s} s, "
+            f"{last.cpu_percent}% CPU)"
+        )
     return lines
 
 

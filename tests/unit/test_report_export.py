@@ -142,3 +142,26 @@ def test_parse_size(text: str, size: int) -> None:
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(UsageError):
         parse_size(text)
+
+
+def test_report_lists_knob_changes_and_advisor_steps(tmp_path: Path) -> None:
+    import dataclasses
+
+    from ksmtrace.events import Event, EventBatch
+    from ksmtrace.report.model import summarize
+    from ksmtrace.report.text import format_report
+
+    ticks = list(synthetic_ticks(4, 50))
+    advisor = Event(EventKind.ADVISOR, ticks[2].start_ns + 5, 0, value=3, value2=2500, err=40)
+    ticks[2] = dataclasses.replace(
+        ticks[2], events=EventBatch.concat([ticks[2].events, EventBatch.from_events([advisor])])
+    )
+    changed = dataclasses.replace(ticks[1].sample, ksm={**ticks[1].sample.ksm, "run": 0})
+    ticks[1] = dataclasses.replace(ticks[1], sample=changed)
+    ticks[2] = dataclasses.replace(ticks[2], previous=changed)
+    path = tmp_path / "knobs.ksmtrace"
+    write_trace(path, ticks)
+    text = format_report(summarize(path))
+    assert "Knob change   +2.0 s  run 1 -> 0" in text
+    assert "Knob change   +3.0 s  run 0 -> 1" in text
+    assert "Advisor       set pages_to_scan 1 times (2500..2500); last 2500 at +2.0 s" in text
