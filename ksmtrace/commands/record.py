@@ -148,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be positive, e.g. --interval 1")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
+    if args.output.exists() and not args.force:  # before the slow probe start-up
+        raise UsageError(f"{args.output} exists: choose another name, or add --force to replace it")
+    if not args.output.parent.is_dir():
+        raise UsageError(f"cannot create {args.output}: folder {args.output.parent} does not exist")
     paths = HostPaths.from_env()
     for pid in args.pid or []:
         if not paths.pid_dir(pid).exists():
