@@ -1,0 +1,1 @@
+"""Page fingerprints: salted hashes of every present page of mergeable memory, over time."""
