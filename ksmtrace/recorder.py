@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import queue
 import threading
@@ -25,6 +24,7 @@ import numpy as np
 from ksmtrace import __version__
 from ksmtrace.events import (
     ADVISOR_MODES,
+    EVENT_DTYPE,
     KNOB_NAMES,
     EventBatch,
     EventKind,
@@ -62,7 +62,7 @@ def knob_events(previous: HostSample | None, sample: HostSample) -> EventBatch:
         if old_code is None or new_code is None:
             continue
         rows.append((sample.ts_ns, 0, index, new_code, old_code, 0, 0, 0, int(EventKind.KNOB), 0))
-    return EventBatch(np.array(rows, dtype=EventBatch().records.dtype)) if rows else EventBatch()
+    return EventBatch(np.array(rows, dtype=EVENT_DTYPE)) if rows else EventBatch()
 
 
 @dataclass(slots=True)
@@ -245,8 +245,3 @@ class Recorder:
             self.writer.close(stop_reason)
         self._raise_error()
         return self.stats
-
-
-def host_page_size() -> int:
-    """The page size of this host."""
-    return os.sysconf("SC_PAGE_SIZE")
