@@ -254,8 +254,14 @@ class Accumulator:
             rec = rec[np.isin(rec["pid"], np.fromiter(self.pid_filter, dtype=np.uint32))]
         self._fold({k: rec[rec["kind"] == int(k)] for k in EventKind}, rec)
 
-    def add(self, tick: Tick) -> IntervalReport:
-        """Account one Tick and report what happened in it."""
+    def add(self, tick: Tick, per_process: bool = True) -> IntervalReport:
+        """Account one Tick and report what happened in it.
+
+        Args:
+            tick: the interval to account.
+            per_process: build the report's per-process rows; False leaves ``processes``
+                empty, for consumers that read only the totals (the exporter).
+        """
         if self.last is None:
             self.last = tick.previous
         rec = tick.events.records
@@ -271,7 +277,7 @@ class Accumulator:
             rec = rec[np.isin(rec["pid"], np.fromiter(self.pid_filter, dtype=np.uint32))]
         per_kind = {k: rec[rec["kind"] == int(k)] for k in EventKind}
         self._fold(per_kind, rec)
-        rows = self._rows(tick, per_kind)
+        rows = self._rows(tick, per_kind) if per_process else ()
         prev, self.last = self.last, tick.sample
         if self.first is None:
             self.first = prev or tick.sample
@@ -344,15 +350,23 @@ class Accumulator:
             t = self._totals(int(r["pid"]))
             kind = int(r["flags"])
             t.unmerged[kind] = t.unmerged.get(kind, 0) + int(r["value"])
+        # Grouped by pid with one stable sort (not a mask per pid): linear in the events.
         cows = per_kind[EventKind.COW]
-        for pid in np.unique(cows["pid"]):
-            self._totals(int(pid)).lifetimes.add(cows["value"][cows["pid"] == pid])
+        if len(cows):
+            order = np.argsort(cows["pid"], kind="stable")
+            pids, starts = np.unique(cows["pid"][order], return_index=True)
+            for pid, part in zip(pids, np.split(cows["value"][order], starts[1:]), strict=True):
+                self._totals(int(pid)).lifetimes.add(part)
         if len(rec):
-            for pid in np.unique(rec["pid"]):
+            order = np.argsort(rec["pid"], kind="stable")
+            pids, starts = np.unique(rec["pid"][order], return_index=True)
+            ts = rec["ts_ns"][order]
+            firsts = np.minimum.reduceat(ts, starts)
+            lasts = np.maximum.reduceat(ts, starts)
+            for pid, first, last in zip(pids, firsts, lasts, strict=True):
                 t = self._totals(int(pid))
-                ts = rec["ts_ns"][rec["pid"] == pid]
-                t.first_ns = t.first_ns or int(ts.min())
-                t.last_ns = max(t.last_ns, int(ts.max()))
+                t.first_ns = t.first_ns or int(first)
+                t.last_ns = max(t.last_ns, int(last))
         self.totals.pop(0, None)
 
     def _rows(

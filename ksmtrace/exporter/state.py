@@ -157,7 +157,7 @@ class ExporterState:
 
     def fold(self, tick: Tick) -> Snapshot:
         """Account one Tick and return the snapshot to serve from now on."""
-        self.acc.add(tick)
+        self.acc.add(tick, per_process=False)
         pids = np.unique(tick.events.records["pid"])
         touched = {int(p) for p in pids if p}
         deltas = {pid: self._delta(pid) for pid in touched}

@@ -84,7 +84,8 @@ def test_replay_serve_serves_the_recorded_trace_until_interrupted(tmp_path: Path
         while not (m := re.search(r"http://\S+/metrics", log.read_text())):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        while "ksmtrace_source_up 0.0" not in (body := get(m.group(0))):
+        ended = ("ksmtrace_snapshots_total 3.0", "ksmtrace_source_up 0.0")
+        while not all(line in (body := get(m.group(0))) for line in ended):
             assert time.monotonic() < deadline, body  # the trace ended; values stay served
             time.sleep(0.05)
         assert (
