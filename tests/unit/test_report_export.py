@@ -15,10 +15,12 @@ from ksmtrace.cli import main
 from ksmtrace.commands.record import parse_size
 from ksmtrace.errors import UsageError
 from ksmtrace.events import EventKind
-from ksmtrace.replay import ReplaySource
+from ksmtrace.replay import ReplaySource, sample_trace_path
 from ksmtrace.synthetic import synthetic_ticks
 
 from .tracefiles import write_trace
+
+SAMPLE = str(sample_trace_path())
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[str, str]:
@@ -30,7 +32,7 @@ def test_openmetrics_export_loads_into_prometheus_with_promtool(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     om = tmp_path / "sample.om"
-    cli(capsys, "export", "ksmtrace/data/sample.ksmtrace",
+    cli(capsys, "export", SAMPLE,
         "--format", "openmetrics", "-o", str(om))  # fmt: skip
     text = om.read_text()
     assert text.endswith("# EOF\n")
@@ -65,8 +67,8 @@ def test_parquet_export_holds_every_event_and_interval(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "pq"
-    cli(capsys, "export", "ksmtrace/data/sample.ksmtrace", "--format", "parquet", "-o", str(out))
-    with ReplaySource("ksmtrace/data/sample.ksmtrace", speed=0) as src:
+    cli(capsys, "export", SAMPLE, "--format", "parquet", "-o", str(out))
+    with ReplaySource(SAMPLE, speed=0) as src:
         ticks = list(src.ticks())
     events = pq.read_table(out / "events.parquet")
     assert events.num_rows == sum(len(t.events) for t in ticks)
