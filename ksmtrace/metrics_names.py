@@ -15,7 +15,10 @@ prometheus_client.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    from ksmtrace.events import ProcessIdentity
 
 MetricType = Literal["gauge", "counter", "summary", "histogram", "info"]
 
@@ -26,6 +29,16 @@ PROCESS_LABELS: Final = ("pid", "comm", "vm", "cgroup")
 
 #: Value of every process label on the series that sums the processes outside the top N.
 OTHER: Final = "other"
+
+
+def process_label_values(identity: ProcessIdentity) -> tuple[str, str, str, str]:
+    """The :data:`PROCESS_LABELS` values of a process: pid, comm, vm, cgroup.
+
+    ``vm`` is the VM name, empty for processes that are not virtual machines; ``cgroup`` is
+    the container ("container:<id>"), pod, systemd unit or cgroup path
+    (:meth:`ProcessIdentity.group_key`), so the processes of one container share a value.
+    """
+    return (str(identity.pid), identity.comm, identity.vm or "", identity.group_key("cgroup"))
 
 
 @dataclass(frozen=True, slots=True)

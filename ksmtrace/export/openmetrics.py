@@ -34,8 +34,8 @@ def _escape_help(text: str) -> str:
 
 
 def process_labels(ident: ProcessIdentity) -> Labels:
-    """pid, comm, vm, cgroup label pairs of a process (empty string when unknown)."""
-    values = (str(ident.pid), ident.comm, ident.vm or "", ident.cgroup or "")
+    """pid, comm, vm, cgroup label pairs of a process."""
+    values = names.process_label_values(ident)  # the live exporter's values too
     return tuple(zip(names.PROCESS_LABELS, values, strict=True))
 
 

@@ -38,6 +38,7 @@ from ksmtrace.exporter.snapshot import (
     SeriesValues,
     Snapshot,
 )
+from ksmtrace.metrics_names import process_label_values
 
 Labels = tuple[str, str, str, str]
 
@@ -112,12 +113,8 @@ class _Counts:
 
 
 def process_labels(identity: ProcessIdentity) -> Labels:
-    """The pid, comm, vm and cgroup label values of a process.
-
-    ``vm`` is empty for processes that are not virtual machines; ``cgroup`` is the container,
-    pod, systemd unit or cgroup path (:meth:`ProcessIdentity.group_key`).
-    """
-    return (str(identity.pid), identity.comm, identity.vm or "", identity.group_key("cgroup"))
+    """The pid, comm, vm and cgroup label values of a process (see ksmtrace.metrics_names)."""
+    return process_label_values(identity)
 
 
 class ExporterState:
