@@ -23,7 +23,7 @@ from ksmtrace.kernel import procfs
 from ksmtrace.kernel.sysfs import KnobGuard, read_ksm_sysfs
 from ksmtrace.workers import Worker, wait_until
 
-from ..unit.test_exporter_golden import GOLDEN
+from ..unit.test_exporter_golden import FIXTURE_GOLDEN
 from .conftest import cow_ksm, merging_pages
 from .promlab import Exporter, Prometheus, end_process
 
@@ -203,9 +203,9 @@ def _process_label_sets(
 
 def _golden_bound(top: int) -> int:
     """Most ksmtrace samples one scrape may have with ``top`` process series (from golden)."""
-    sets, count, _ = _process_label_sets(GOLDEN.read_text())
+    sets, count, _ = _process_label_sets(FIXTURE_GOLDEN.read_text())
     per_series = sum(
-        1 for line in GOLDEN.read_text().splitlines() if 'pid="' in line and line[0] != "#"
+        1 for line in FIXTURE_GOLDEN.read_text().splitlines() if 'pid="' in line and line[0] != "#"
     ) // len(sets)
     fixed = count - per_series * len(sets)
     return fixed + (top + 1) * per_series
