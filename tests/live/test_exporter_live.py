@@ -102,6 +102,7 @@ def test_dashboards_have_data_in_prometheus_and_agree_with_the_kernel(
             assert wait_until(lambda: merging_pages(b.pid) >= 2700, 60), "prom-b did not merge"
             b.command("unmerge 0 100")  # explicit unmerges: a 'madvise' kind
             prom.wait_scraped(15)
+            _promtool_accepts(exporter.metrics())
             _every_dashboard_query_returns_data(prom, exporter.address)
             _variables_list_the_workload(prom, [a, b, churn])
 
@@ -116,6 +117,13 @@ def test_dashboards_have_data_in_prometheus_and_agree_with_the_kernel(
             _cows_of_one_writer_are_counted_exactly(prom, a)
             health = prom.query('ksmtrace_scrape_collector_success{job="ksmtrace"} == 0')
             assert not health, f"collectors without data: {health}"
+
+
+def _promtool_accepts(text: str) -> None:
+    done = subprocess.run(
+        ["promtool", "check", "metrics"], input=text.encode(), capture_output=True, check=False
+    )
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
 
 
 def _every_dashboard_query_returns_data(prom: Prometheus, instance: str) -> None:
