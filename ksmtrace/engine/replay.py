@@ -46,6 +46,7 @@ class Recording:
         cost: The cost profile embedded in the first file, if any.
         samples: Counter samples of the first file, times relative to its first frame.
         uids: uid of each workload process (same order), None if unknown.
+        hashes: The fingerprint of each content id of the workload.
     """
 
     knobs: dict[str, int | str]
@@ -53,6 +54,7 @@ class Recording:
     cost: CostProfile | None
     samples: list[dict[str, Any]]
     uids: list[int | None]
+    hashes: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, np.uint64))
 
 
 def _identity(data: dict[str, Any], pid: int) -> ProcessIdentity:
@@ -205,5 +207,6 @@ def workload_from_snapshots(
         cost=CostProfile(**cost) if cost else None,
         samples=samples,
         uids=[p.uid for p in procs],
+        hashes=uniq,
     )
     return workload, recording
