@@ -150,6 +150,45 @@ class BccProgram:
             with contextlib.suppress(KeyError):
                 del table[k]
 
+    def prune_by_mm(self, name: str, gone: dict[int, int]) -> int:
+        """Delete entries of a ``hash({mm, ...}, u64 ts)`` map whose mm left KSM after ts.
+
+        Args:
+            name: the map (keys have an ``mm`` field, values are timestamps).
+            gone: exit time by mm.
+
+        Returns:
+            How many entries were deleted.
+        """
+        table = self._bpf[name]
+        doomed = [
+            k
+            for k, v in table.items_lookup_batch()
+            if (t := gone.get(int(k.mm))) is not None and int(getattr(v, "value", v)) < t
+        ]
+        if doomed:
+            keys = (table.Key * len(doomed))(*doomed)
+            table.items_delete_batch(keys)
+        return len(doomed)
+
+    def count_by_mm(self, name: str) -> dict[int, int]:
+        """Entries of a hash map with an ``mm`` key field, counted per mm."""
+        counts: dict[int, int] = {}
+        for k, _v in self._bpf[name].items_lookup_batch():
+            counts[int(k.mm)] = counts.get(int(k.mm), 0) + 1
+        return counts
+
+    def hash_u64(self, name: str) -> dict[int, int]:
+        """A ``hash(u64, u64)`` map as a dict."""
+        return {int(k.value): int(v.value) for k, v in self._bpf[name].items()}
+
+    def hash_delete_u64(self, name: str, keys: list[int]) -> None:
+        """Delete ``u64`` keys from a hash map if still present."""
+        table = self._bpf[name]
+        for key in keys:
+            with contextlib.suppress(KeyError):
+                del table[table.Key(key)]
+
     def hash_len(self, name: str) -> int:
         """Number of entries of a hash map (walks the keys)."""
         return sum(1 for _ in self._bpf[name])

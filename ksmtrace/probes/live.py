@@ -35,6 +35,8 @@ LOCK_HELPER = "__mmap_lock_do_trace_acquire_returned"
 #: An unshare run (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0) that allocated nothing for this
 #: long is finished: unsharing loops over the pages without pause.
 UNSHARE_IDLE_NS = 50_000_000
+#: How often the merge-time map is cleared of entries of processes that have exited.
+GC_INTERVAL_NS = 30_000_000_000
 
 
 @dataclass(slots=True)
@@ -89,6 +91,7 @@ class LiveSource:
         self._cpu = TaskCpuReader(self.paths)
         self._lost_seen: list[int] = []
         self._last_sample: HostSample | None = None
+        self._pruned = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -290,12 +293,36 @@ class LiveSource:
             self.state.lost_total[k] = self.state.lost_total.get(k, 0) + v
         return delta
 
+    def collect_garbage(self) -> int:
+        """Forget the merge times of pages of processes that have left KSM.
+
+        The kernel-side map of merge times only loses an entry when its page is written; the
+        pages of exited processes would otherwise fill it. Returns entries removed.
+        """
+        assert self._prog is not None
+        gone = self._prog.hash_u64("exited")
+        if not gone:
+            return 0
+        removed = self._prog.prune_by_mm("merged", gone)
+        # Entries merged before an exit are gone now; keep the exit times only briefly, for
+        # COWs racing with this collection.
+        now = time.monotonic_ns()
+        self._prog.hash_delete_u64("exited", [mm for mm, t in gone.items() if now - t > 5e9])
+        self._pruned += removed
+        return removed
+
+    def remembered_merges(self) -> dict[int, int]:
+        """Pages whose merge time the kernel side remembers, per mm (for lifetimes)."""
+        assert self._prog is not None
+        return self._prog.count_by_mm("merged")
+
     def refresh_stats(self) -> dict[str, int]:
         """Self-metrics of the probe set (see :class:`Stat`)."""
         if self._prog is not None:
             values = self._prog.array_u64("stats")
             self.state.stats = {s.name.lower(): values[s.value] for s in Stat}
             self.state.stats["scan_site_ready"] = int(self.scan_site_ready)
+            self.state.stats["merged_pruned"] = self._pruned
         return self.state.stats
 
     def ticks(self, interval_s: float, duration_s: float | None = None) -> Iterator[Tick]:
@@ -311,10 +338,14 @@ class LiveSource:
         interval_ns = int(interval_s * 1e9)
         end = None if duration_s is None else start + int(duration_s * 1e9)
         t_next = start + interval_ns
+        next_gc = start + GC_INTERVAL_NS
         while True:
             while (now := time.monotonic_ns()) < t_next:
                 self._prog.poll(max(1, min(100, (t_next - now) // 1_000_000)))
             batch = self.drain()
+            if now >= next_gc:
+                self.collect_garbage()
+                next_gc = now + GC_INTERVAL_NS
             sample = self.sample()
             pids = {int(p) for p in batch.records["pid"]} | set(sample.processes)
             idents = {pid: self.identities.get(pid) for pid in pids if pid}

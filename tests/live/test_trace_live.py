@@ -199,8 +199,11 @@ def test_a_process_exiting_mid_trace_is_reported_and_tracing_goes_on(
     wait_merged(leave.pid, 1500)
     acc = Accumulator()
     reports = []
+    mms = set()
     for i, tick in enumerate(live.ticks(1.0, 5.0)):
         reports.append(acc.add(tick))
+        merges = tick.events.of_kind(EventKind.MERGE)
+        mms |= set(merges["mm"][merges["pid"] == leave.pid].tolist())
         if i == 1:
             os.kill(leave.pid, signal.SIGKILL)
             leave.proc.wait()
@@ -211,3 +214,9 @@ def test_a_process_exiting_mid_trace_is_reported_and_tracing_goes_on(
     assert acc.totals[leave.pid].exits == 1, "ksm_exit of the killed process was traced"
     assert acc.totals[leave.pid].merges > 0, "its totals survive its exit"
     assert acc.identities[leave.pid].comm == "leaves"
+    # Its remembered merge times are dropped (the kernel-side map would otherwise fill up).
+    assert len(mms) == 1
+    (mm,) = mms
+    assert live.remembered_merges().get(mm, 0) > 0
+    assert live.collect_garbage() > 0
+    assert live.remembered_merges().get(mm, 0) == 0
