@@ -1,0 +1,61 @@
+"""``ksmtrace calibrate-cost``: measure ksmd's CPU per page on this host for the merge engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ksmtrace.engine.calibrate import measure_cost
+from ksmtrace.engine.cost import PROFILE_PATH
+from ksmtrace.hostpaths import HostPaths
+from ksmtrace.kernel.session_lock import SessionLock
+from ksmtrace.kernel.sysfs import KnobGuard
+from ksmtrace.probes.live import require_root
+
+ORDER = 61
+HELP = "measure ksmd's CPU cost per page on this host (root; changes and restores KSM knobs)"
+
+DESCRIPTION = """\
+Start two workload processes (few distinct contents / all unique pages), run KSM on them
+with smart_scan off and then on, and fit ksmd's CPU per KSM-page visit, per other visit,
+per merge and per smart-scan skip to the live tracer's per-process scan events; the CPU
+between passes gives the cost of a full scan. The result goes to
+/var/lib/ksmtrace/cost-profile.json (mode 0600): 'ksmtrace snapshot' embeds it in each
+snapshot and 'ksmtrace whatif' uses it to predict ksmd's CPU. About 15 s; KSM knobs are
+restored afterwards.
+"""
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``calibrate-cost`` subcommand."""
+    p = sub.add_parser(
+        "calibrate-cost",
+        help=HELP,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-o", "--output", type=Path, default=PROFILE_PATH, help="where to write")
+    p.add_argument("--phase", type=float, default=6.0, help="seconds per phase (6)")
+    p.add_argument("--pages", type=int, default=16384, help="pages per workload process")
+    p.add_argument(
+        "--wait", type=float, default=600.0, help="seconds to wait for another KSM session (600)"
+    )
+    p.set_defaults(run=run)
+
+
+def _say(text: str) -> None:
+    print(f"calibrate-cost: {text}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, save and print the profile."""
+    require_root()
+    paths = HostPaths.from_env()
+    with SessionLock("ksmtrace calibrate-cost", wait_s=args.wait), KnobGuard(paths) as guard:
+        profile = measure_cost(guard, paths, args.pages, args.phase, progress=_say)
+    profile.save(args.output)
+    print(profile.describe())
+    print(f"wrote {args.output} ({profile.samples} samples)")
+    return 0
