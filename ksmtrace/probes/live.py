@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ksmtrace.errors import HostError, KsmtraceError
+from ksmtrace.estimates import run2_unmerges
 from ksmtrace.events import Event, EventBatch, EventKind, HostSample, ProcessKsm, Tick, UnmergeKind
 from ksmtrace.faults import effective_uid
 from ksmtrace.hostpaths import HostPaths
@@ -347,6 +348,9 @@ class LiveSource:
                 self.collect_garbage()
                 next_gc = now + GC_INTERVAL_NS
             sample = self.sample()
+            estimated = run2_unmerges(prev, sample)
+            if estimated:
+                batch = EventBatch.concat([batch, EventBatch.from_events(estimated)])
             pids = {int(p) for p in batch.records["pid"]} | set(sample.processes)
             idents = {pid: self.identities.get(pid) for pid in pids if pid}
             self.refresh_stats()

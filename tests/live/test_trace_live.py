@@ -220,3 +220,24 @@ def test_a_process_exiting_mid_trace_is_reported_and_tracing_goes_on(
     assert live.remembered_merges().get(mm, 0) > 0
     assert live.collect_garbage() > 0
     assert live.remembered_merges().get(mm, 0) == 0
+
+
+def test_run2_unmerges_are_estimated_per_process(
+    fresh_ksm: KnobGuard, live: LiveSource, spawn: SpawnFn
+) -> None:
+    w = spawn("run2", 2000, shared=1.0, distinct=8)
+    start_ksm(fresh_ksm)
+    wait_merged(w.pid, 2000)
+    wait_full_scans(2)
+    acc = Accumulator()
+    ticks = live.ticks(0.5)
+    acc.add(next(ticks))
+    fresh_ksm.set("run", 2)  # unshares everything from this (the writer's) context
+    reports = [acc.add(next(ticks)) for _ in range(2)]
+    ticks.close()
+    unm = acc.totals[w.pid].unmerged
+    assert unm.get(UnmergeKind.RUN2) == 2000
+    led = acc.ledger_total
+    assert led.cow_ksm_delta >= 2000
+    assert sum(r.ledger.explicit for r in reports) >= 2000
+    assert abs(led.unattributed) <= 0.01 * led.cow_ksm_delta
