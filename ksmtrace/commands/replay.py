@@ -11,6 +11,7 @@ from typing import Any
 
 from ksmtrace.aggregate import Accumulator
 from ksmtrace.commands.serve import add_replay_serving_options, serve_replay
+from ksmtrace.commands.top import add_replay_tui_options, run_replay_tui
 from ksmtrace.errors import UsageError
 from ksmtrace.events import EventKind
 from ksmtrace.render.jsonl import format_interval_json
@@ -42,6 +43,7 @@ examples:
   ksmtrace replay incident.ksmtrace --from 2m --to 3m --speed 5
   ksmtrace replay incident.ksmtrace --json --fast | jq .saved_bytes
   ksmtrace replay incident.ksmtrace --interval 10 --fast   one table per 10 s
+  ksmtrace replay --tui                        the sample in the terminal UI (ksmtrace top)
   ksmtrace replay incident.ksmtrace --serve    as Prometheus /metrics, like 'ksmtrace serve'
 """
 
@@ -94,6 +96,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per interval")
     p.add_argument("--top", type=int, default=20, help="rows per interval in the table (20)")
     add_replay_serving_options(p)
+    add_replay_tui_options(p)
     p.set_defaults(run=run)
 
 
@@ -129,6 +132,8 @@ def lost_line(lost: dict[int, int]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Replay the trace into the table and summary, or JSON lines."""
+    if args.tui:
+        return run_replay_tui(args)
     if args.interval < 0:
         raise UsageError("--interval must be 0 (as recorded) or positive")
     speed = 0.0 if args.fast else args.speed

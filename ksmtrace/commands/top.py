@@ -7,7 +7,6 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from ksmtrace.commands.replay import parse_offset
 from ksmtrace.commands.trace import add_probe_options, probe_options
 from ksmtrace.errors import KsmtraceError, UsageError
 from ksmtrace.events import GROUPINGS
@@ -16,7 +15,7 @@ from ksmtrace.probes.live import LiveSource, require_root
 from ksmtrace.top.columns import COLUMNS
 from ksmtrace.top.feeds import Feed, LiveFeed, ReplayFeed
 from ksmtrace.top.regions import read_regions
-from ksmtrace.top.worker import RegionsReader
+from ksmtrace.top.worker import SPEEDS, RegionsReader
 
 ORDER = 25
 HELP = "terminal UI: savings, cost, churn and why memory does not merge (live or a trace)"
@@ -63,8 +62,36 @@ def add_view_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--paused", action="store_true", help="start paused (replay)")
 
 
+def add_replay_tui_options(p: argparse.ArgumentParser) -> None:
+    """``replay``'s --tui and the view options (--speed, --from and --to keep replay's meaning)."""
+    g = p.add_argument_group("terminal UI options")
+    g.add_argument(
+        "--tui",
+        action="store_true",
+        help="show the replay in the terminal UI of 'ksmtrace top' (space pauses, +/- speed, "
+        "left/right seek, ? lists every key) instead of printing tables",
+    )
+    add_view_options(p)
+
+
+def run_replay_tui(args: argparse.Namespace) -> int:
+    """``ksmtrace replay [FILE] --tui``: the trace (default: the bundled sample) in the UI.
+
+    Raises:
+        UsageError: --json, --serve or --pid asked for together with --tui.
+    """
+    for flag in ("json", "serve", "pid"):
+        if getattr(args, flag, None):
+            raise UsageError(f"--{flag} and --tui do not go together: the UI shows every process")
+    speed = SPEEDS[-1] if getattr(args, "fast", False) or args.speed == 0 else args.speed
+    _check(argparse.Namespace(window=args.window, speed=speed))
+    return run_tui(ReplayFeed(args.file, args.start, args.end), args, speed=speed)
+
+
 def add_parser(sub: Any) -> None:
     """Register the ``top`` subcommand."""
+    from ksmtrace.commands.replay import parse_offset  # replay imports this module
+
     p = sub.add_parser(
         "top",
         help=HELP,

@@ -18,7 +18,7 @@ from ksmtrace.top.columns import COLUMNS, filter_rows, group_rows, sort_rows
 from ksmtrace.top.diagnosis import Finding, diagnose_host, diagnose_row
 from ksmtrace.top.feeds import Feed
 from ksmtrace.top.model import Row, TopSnapshot
-from ksmtrace.top.worker import RegionsReader, SnapshotWorker
+from ksmtrace.top.worker import TAPE_SNAPSHOTS, RegionsReader, SnapshotWorker
 from ksmtrace.tui.help import HelpScreen
 from ksmtrace.tui.messages import SnapshotReady, WorkerFailed
 from ksmtrace.tui.widgets.detail import DetailPane
@@ -46,6 +46,7 @@ class TopApp(App[int]):
         regions: reads a process's smaps for the detail pane (live only).
         grouping: initial grouping ("process", "vm" or "cgroup").
         sort: initial sort column id.
+        tape: snapshots kept for seeking back.
     """
 
     CSS_PATH = "top.tcss"
@@ -87,11 +88,12 @@ class TopApp(App[int]):
         regions: RegionsReader | None = None,
         grouping: str = "process",
         sort: str = "saved",
+        tape: int = TAPE_SNAPSHOTS,
     ) -> None:
         super().__init__()
         self.worker = SnapshotWorker(
             feed, self._post_snapshot, self._post_failure, window_s=window_s, speed=speed,
-            paused=paused, seek_s=seek_s, regions=regions,
+            paused=paused, seek_s=seek_s, regions=regions, tape=tape,
         )  # fmt: skip
         self.snapshot: TopSnapshot | None = None
         self.grouping = grouping
