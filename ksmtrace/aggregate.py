@@ -134,6 +134,7 @@ class ProcessInterval:
     profit_bytes: int
     saved_bytes: int
     alive: bool
+    rmap_items: int = 0
 
     @property
     def churn(self) -> float | None:
@@ -177,6 +178,7 @@ class IntervalReport:
     ksmd_cpu_ns: int
     lost: int
     scan_overhead_ns: int = 0
+    full_scan_rmap_items: int | None = None
 
     @property
     def seconds(self) -> float:
@@ -230,6 +232,8 @@ class Accumulator:
         self.last: HostSample | None = None
         self._scan_start: tuple[int, int] | None = None
         self._scan_durations: list[tuple[float, float]] = []
+        #: rmap_items ksmd reported at the end of the last traced full scan.
+        self.last_scan_rmap_items: int | None = None
 
     def _totals(self, pid: int) -> ProcessTotals:
         t = self.totals.get(pid)
@@ -286,7 +290,7 @@ class Accumulator:
         cpu = tick.sample.ksmd_cpu_ns - prev.ksmd_cpu_ns if prev and prev.ksmd_cpu_ns >= 0 else 0
         return IntervalReport(
             tick.start_ns, tick.end_ns, tick.sample, prev, rows, ledger, scans, scan_s,
-            scan_cpu, max(0, cpu), lost, overhead,
+            scan_cpu, max(0, cpu), lost, overhead, self.last_scan_rmap_items,
         )  # fmt: skip
 
     def _ledger(self, tick: Tick, rec: EventArray) -> Ledger:
@@ -316,6 +320,7 @@ class Accumulator:
             if int(r["kind"]) == EventKind.SCAN_START:
                 self._scan_start = (int(r["ts_ns"]), int(r["addr"]))
             elif self._scan_start is not None:
+                self.last_scan_rmap_items = int(r["value2"])
                 wall = (int(r["ts_ns"]) - self._scan_start[0]) / 1e9
                 cpu = (int(r["addr"]) - self._scan_start[1]) / 1e9
                 last = (wall, cpu)
@@ -417,6 +422,7 @@ class Accumulator:
                     profit_bytes=st.process_profit if st else 0,
                     saved_bytes=share_of_savings(sample, merging, zero),
                     alive=st is not None,
+                    rmap_items=st.rmap_items if st else 0,
                 )
             )
         rows.sort(key=lambda r: (-r.saved_bytes, -r.merges, r.pid))

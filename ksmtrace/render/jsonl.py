@@ -22,6 +22,7 @@ def _process(row: ProcessInterval) -> dict[str, Any]:
         "saved_bytes": row.saved_bytes,
         "merging_pages": row.merging_pages,
         "zero_pages": row.zero_pages,
+        "rmap_items": row.rmap_items,
         "profit_bytes": row.profit_bytes,
         "merges": row.merges,
         "merge_failures": row.failures,
@@ -59,6 +60,7 @@ def interval_object(rep: IntervalReport) -> dict[str, Any]:
             "full_scans": rep.full_scans,
             "last_full_scan_s": rep.full_scan_s,
             "last_full_scan_cpu_s": rep.full_scan_cpu_s,
+            "last_full_scan_rmap_items": rep.full_scan_rmap_items,
         },
         "ledger": {
             "cow_ksm_delta": led.cow_ksm_delta,

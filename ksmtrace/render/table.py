@@ -45,17 +45,20 @@ def format_header(rep: IntervalReport) -> list[str]:
     pts, sleep = s.ksm.get("pages_to_scan", "?"), s.ksm.get("sleep_millisecs", "?")
     scans = f"full scans {s.counter('full_scans')}"
     if rep.full_scan_s is not None:
-        scans += f" (last {fmt_seconds(rep.full_scan_s)}, {fmt_seconds(rep.full_scan_cpu_s)} CPU)"
+        scans += f" (last {fmt_seconds(rep.full_scan_s)}, {fmt_seconds(rep.full_scan_cpu_s)} CPU"
+        if rep.full_scan_rmap_items is not None:
+            scans += f", {fmt_count(rep.full_scan_rmap_items)} rmap items"
+        scans += ")"
     # The sample's own read time, so a replayed trace shows when its data was read.
     stamp = time.strftime("%H:%M:%S", time.localtime(s.wall_ns / 1e9 if s.wall_ns else None))
     led = rep.ledger
     lines = [
-        f"{stamp} run={run} scan {pts} pages/{sleep}ms  saved {fmt_bytes(s.saved_bytes)} "
-        f"(profit {fmt_bytes(s.counter('general_profit'))})  {scans}",
-        f"         ksmd {rep.ksmd_cpu_ns / 1e7 / secs:.1f}% CPU  "
-        f"cow_ksm +{led.cow_ksm_delta} = {led.write_cows} write COW + {led.explicit} explicit"
-        f" + {led.ksmd_undo} ksmd undo + {led.unattributed} unattributed"
-        + (f"  LOST {rep.lost}" if rep.lost else ""),
+        f"{stamp}  KSM run={run}, {pts} pages every {sleep} ms   saved "
+        f"{fmt_bytes(s.saved_bytes)} (general_profit {fmt_bytes(s.counter('general_profit'))})",
+        f"{'':10}{scans}  ksmd {rep.ksmd_cpu_ns / 1e7 / secs:.1f}% CPU",
+        f"{'':10}cow_ksm +{led.cow_ksm_delta} = {led.write_cows} write COW + {led.explicit} "
+        f"explicit + {led.ksmd_undo} undo + {led.unattributed} unattributed"
+        + (f"  LOST {rep.lost} events" if rep.lost else ""),
     ]
     return lines
 
