@@ -25,6 +25,9 @@ from ksmtrace.events import (
 )
 from ksmtrace.sharing import SharingTracker
 
+#: Full scans whose times are kept for :meth:`Accumulator.full_scan_times` readers.
+MAX_SCAN_HISTORY = 10_000
+
 #: Upper bounds (seconds) of the merge-lifetime histogram buckets, a 1-2-5 series.
 LIFETIME_BUCKETS_S: tuple[float, ...] = tuple(
     m * 10.0**e for e in range(-3, 4) for m in (1, 2, 5)
@@ -232,6 +235,7 @@ class Accumulator:
         self.last: HostSample | None = None
         self._scan_start: tuple[int, int] | None = None
         self._scan_durations: list[tuple[float, float]] = []
+        self._scan_durations_dropped = 0
         #: rmap_items ksmd reported at the end of the last traced full scan.
         self.last_scan_rmap_items: int | None = None
 
@@ -247,7 +251,15 @@ class Accumulator:
         Args:
             since: skip this many of the oldest (a caller that remembers how many it saw).
         """
-        return self._scan_durations[since:]
+        return self._scan_durations[max(0, since - self._scan_durations_dropped) :]
+
+    def _remember_scan(self, times: tuple[float, float]) -> None:
+        # Bounded: a long-running exporter sees a full scan every few seconds for months.
+        self._scan_durations.append(times)
+        if len(self._scan_durations) > 2 * MAX_SCAN_HISTORY:
+            drop = len(self._scan_durations) - MAX_SCAN_HISTORY
+            del self._scan_durations[:drop]
+            self._scan_durations_dropped += drop
 
     def add_events(self, batch: EventBatch) -> None:
         """Fold events into the per-process totals without an interval report."""
@@ -324,7 +336,7 @@ class Accumulator:
                 wall = (int(r["ts_ns"]) - self._scan_start[0]) / 1e9
                 cpu = (int(r["addr"]) - self._scan_start[1]) / 1e9
                 last = (wall, cpu)
-                self._scan_durations.append(last)
+                self._remember_scan(last)
                 self._scan_start = None
                 done += 1
             else:
@@ -398,10 +410,14 @@ class Accumulator:
             pids &= self.pid_filter
         pids.discard(0)
         cows = per_kind[EventKind.COW]
+        known = cows[cows["value"] != LIFETIME_UNKNOWN]
+        known = known[np.argsort(known["pid"], kind="stable")]
+        bounds = np.searchsorted(known["pid"], np.array(sorted(pids), dtype=np.uint32))
+        ends = np.searchsorted(known["pid"], np.array(sorted(pids), dtype=np.uint32), "right")
         rows = []
-        for pid in sorted(pids):
+        for pid, lo, hi in zip(sorted(pids), bounds, ends, strict=True):
             st = sample.processes.get(pid)
-            life = cows["value"][(cows["pid"] == pid) & (cows["value"] != LIFETIME_UNKNOWN)]
+            life = known["value"][lo:hi]
             merging = st.merging_pages if st else 0
             zero = st.zero_pages if st else 0
             rows.append(

@@ -38,6 +38,8 @@ LOCK_HELPER = "__mmap_lock_do_trace_acquire_returned"
 UNSHARE_IDLE_NS = 50_000_000
 #: How often the merge-time map is cleared of entries of processes that have exited.
 GC_INTERVAL_NS = 30_000_000_000
+#: Identities of processes not seen for this long are forgotten (pids get reused).
+IDENTITY_TTL_S = 600.0
 
 
 @dataclass(slots=True)
@@ -346,6 +348,7 @@ class LiveSource:
             batch = self.drain()
             if now >= next_gc:
                 self.collect_garbage()
+                self.identities.forget_older_than(IDENTITY_TTL_S)
                 next_gc = now + GC_INTERVAL_NS
             sample = self.sample()
             estimated = run2_unmerges(prev, sample)

@@ -11,8 +11,8 @@ from ksmtrace.mergeability import Mergeability
 from ksmtrace.render.units import fmt_bytes, fmt_count, fmt_ratio, fmt_seconds
 
 HEADER = (
-    f"{'PID':>7} {'NAME':<16} {'SAVED':>7} {'MERGING':>7} {'MERGE/s':>7} {'COW/s':>6} "
-    f"{'CHURN':>5} {'LIFE50':>6} {'SCAN/s':>7} {'CPUms/s':>7}"
+    f"{'PID':>7} {'NAME':<13} {'SAVED':>7} {'MERGING':>7} {'MERGE/s':>7} {'COW/s':>6} "
+    f"{'CHURN':>5} {'LIFE50':>6} {'SCAN/s':>6} {'CPUms/s':>7}"
 )
 
 
@@ -23,16 +23,16 @@ def _name(row: ProcessInterval) -> str:
         name = f"{ident.comm}@{ident.container[:6]}"
     if not row.alive:
         name = f"{name}(exit)"
-    return name[:16]
+    return name[:13]
 
 
 def format_row(row: ProcessInterval, seconds: float) -> str:
     """One process line of the table."""
     return (
-        f"{row.pid:>7} {_name(row):<16} {fmt_bytes(row.saved_bytes):>7} "
+        f"{row.pid:>7} {_name(row):<13} {fmt_bytes(row.saved_bytes):>7} "
         f"{fmt_count(row.merging_pages):>7} {fmt_count(row.merges / seconds):>7} "
         f"{fmt_count(row.cows / seconds):>6} {fmt_ratio(row.churn):>5} "
-        f"{fmt_seconds(row.lifetime_p50_s):>6} {fmt_count(row.scanned / seconds):>7} "
+        f"{fmt_seconds(row.lifetime_p50_s):>6} {fmt_count(row.scanned / seconds):>6} "
         f"{row.scan_cpu_ns / 1e6 / seconds:>7.1f}"
     )
 
