@@ -23,6 +23,7 @@ import numpy.typing as npt
 from ksmtrace.engine.cost import CostProfile
 from ksmtrace.events import EventKind, Tick
 from ksmtrace.hostpaths import HostPaths
+from ksmtrace.kernel import sysfs
 from ksmtrace.kernel.jiffies import host_hz
 from ksmtrace.kernel.sysfs import KnobGuard
 from ksmtrace.probes.live import LiveSource
@@ -50,6 +51,39 @@ def nnls(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[
     return coef
 
 
+def expected_period_ns(mean_ns: float, jiffies: int, jiffy_ns: float, cpu_ns: float) -> float:
+    """Mean time between batches for an exponential wake-up latency of mean ``mean_ns``.
+
+    The batch runs latency + cpu after a jiffy boundary and the next timer fires
+    ``jiffies`` + 1 jiffies after the boundary the batch ended in (see
+    ``ksmtrace.engine.loop.wake_time``), so every jiffy boundary crossed adds a jiffy.
+    """
+    extra = 0.0
+    k = 1
+    while True:
+        gap = k * jiffy_ns - cpu_ns
+        term = 1.0 if gap <= 0 else (np.exp(-gap / mean_ns) if mean_ns > 0 else 0.0)
+        if term < 1e-9:
+            break
+        extra += term
+        k += 1
+    return (jiffies + 1 + extra) * jiffy_ns
+
+
+def solve_wake_latency(period_ns: float, jiffies: int, jiffy_ns: float, cpu_ns: float) -> float:
+    """The mean latency for which :func:`expected_period_ns` equals a measured period."""
+    if expected_period_ns(0.0, jiffies, jiffy_ns, cpu_ns) >= period_ns:
+        return 0.0
+    lo, hi = 0.0, 20 * jiffy_ns
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if expected_period_ns(mid, jiffies, jiffy_ns, cpu_ns) < period_ns:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
 def _collect(ticks: list[Tick], pids: dict[int, str], rows: _Rows) -> None:
     for tick in ticks:
         rec = tick.events.records
@@ -72,6 +106,26 @@ def _collect(ticks: list[Tick], pids: dict[int, str], rows: _Rows) -> None:
             skips = float(skipped) if role == "unique" else 0.0
             rows.x.append([pages * frac, pages * (1 - frac), n_merge, skips])
             rows.y.append(float(mine["value2"].sum()))
+
+
+#: pages_to_scan of the batch-period phase (small: the period is then mostly sleep).
+_PERIOD_PAGES = 100
+
+
+def _batch_period(
+    guard: KnobGuard, paths: HostPaths, seconds: float, progress: Callable[[str], None] | None
+) -> float:
+    """Mean ns between batches at pages_to_scan=100, sleep_millisecs=10, unique pages."""
+    if progress is not None:
+        progress(f"batch period at pages_to_scan={_PERIOD_PAGES} for {seconds:g} s")
+    guard.set("smart_scan", 0)
+    guard.set("pages_to_scan", _PERIOD_PAGES)
+    time.sleep(0.3)
+    a, t0 = sysfs.read_ksm_sysfs(paths)["pages_scanned"], time.monotonic()
+    time.sleep(seconds)
+    b, t1 = sysfs.read_ksm_sysfs(paths)["pages_scanned"], time.monotonic()
+    rate = (int(b) - int(a)) / (t1 - t0)
+    return _PERIOD_PAGES / rate * 1e9 if rate > 0 else 0.0
 
 
 def measure_cost(
@@ -111,11 +165,15 @@ def measure_cost(
                 progress(f"smart_scan={smart} for {phase_s:g} s")
             ticks = list(live.ticks(0.5, phase_s))
             _collect(ticks[1:], roles, rows)
+        period_ns = _batch_period(guard, paths, phase_s / 2, progress)
         guard.set("run", 0)
         time.sleep(0.05)
     x = np.array(rows.x, dtype=np.float64)
     y = np.array(rows.y, dtype=np.float64)
     ksm_ns, page_ns, merge_ns, skip_ns = nnls(x, y) if len(y) >= 4 else (0.0, 0.0, 0.0, 0.0)
+    hz = host_hz(paths)
+    jiffy = 1e9 / hz
+    wake_ns = solve_wake_latency(period_ns, -(-10 * hz // 1000), jiffy, _PERIOD_PAGES * page_ns)
     return CostProfile(
         ksm_page_ns=float(ksm_ns),
         page_ns=float(page_ns),
@@ -123,12 +181,15 @@ def measure_cost(
         skip_ns=float(skip_ns),
         pass_ns=sum(rows.pass_ns) / max(1, rows.passes),
         batch_ns=0.0,
+        wake_ns=wake_ns,
         kernel=os.uname().release,
-        hz=host_hz(paths),
+        hz=hz,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         method=(
             f"live tracer SCAN events, 2 x {pages} pages (few contents / unique), "
-            f"pages_to_scan=2000 sleep_millisecs=10, smart_scan 0 then 1, {phase_s:g} s each"
+            f"pages_to_scan=2000 sleep_millisecs=10, smart_scan 0 then 1, {phase_s:g} s each; "
+            f"wake-up from the batch period at pages_to_scan={_PERIOD_PAGES} "
+            f"sleep_millisecs=10 ({period_ns / 1e6:.2f} ms)"
         ),
         samples=len(y),
     )

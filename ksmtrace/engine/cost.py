@@ -34,6 +34,8 @@ class CostProfile:
         skip_ns: a smart-scan skip.
         pass_ns: per full scan (LRU drain on all CPUs, unstable tree reset).
         batch_ns: per batch (wake-up, locking).
+        wake_ns: mean delay between the timer's jiffy and ksmd running again (scheduling
+            latency; an exponential distribution with this mean is drawn per sleep).
         kernel: ``uname -r`` of the measured host.
         hz: its CONFIG_HZ.
         measured_at: ISO time of the measurement.
@@ -47,6 +49,7 @@ class CostProfile:
     skip_ns: float
     pass_ns: float
     batch_ns: float
+    wake_ns: float = 0.0
     kernel: str = ""
     hz: int = 0
     measured_at: str = ""
@@ -63,6 +66,7 @@ class CostProfile:
         arr[L.C_SKIP] = self.skip_ns
         arr[L.C_PASS] = self.pass_ns
         arr[L.C_BATCH] = max(1.0, self.batch_ns)
+        arr[L.C_WAKE] = max(0.0, self.wake_ns)
         return arr
 
     def to_json(self) -> str:
@@ -104,8 +108,8 @@ class CostProfile:
         return (
             f"ksmd cost: {self.page_ns:.0f} ns/page, {self.ksm_page_ns:.0f} ns/KSM page, "
             f"{self.merge_ns:.0f} ns/merge, {self.skip_ns:.0f} ns/skip, "
-            f"{self.pass_ns / 1e3:.0f} us/pass (measured {self.measured_at or '?'} "
-            f"on {self.kernel or '?'})"
+            f"{self.pass_ns / 1e3:.0f} us/pass, {self.wake_ns / 1e3:.0f} us wake-up "
+            f"(measured {self.measured_at or '?'} on {self.kernel or '?'})"
         )
 
 

@@ -83,7 +83,8 @@ LAST_PASS_NS = 44  # duration of the last completed pass
 SLOTS = 45  # registered mms
 STALE_HEAD = 46  # ring of KSM pages freed while their node is still in the tree
 STALE_TAIL = 47
-GLOBAL_SIZE = 48
+RNG = 48  # xorshift64* state (wake-up latency draws)
+GLOBAL_SIZE = 52
 
 # --- per-mm statistics (int64 array `mmst`, one row per mm) -----------------------------
 MM_RMAP = 0  # ksm_rmap_items
@@ -110,7 +111,8 @@ C_MERGE = 2  # extra per page merged
 C_SKIP = 3  # smart-scan skip
 C_PASS = 4  # per full scan (LRU drain, unstable tree reset)
 C_BATCH = 5  # per batch (wake-up, locking); keeps time moving at sleep_millisecs=0
-COST_SIZE = 6
+C_WAKE = 6  # mean wake-up latency after a sleep (ksmd runs at nice 5), not CPU
+COST_SIZE = 8
 
 # --- operations on processes and knobs (op_kind) -----------------------------------------
 OP_REGISTER = 1  # madvise/prctl: the mm joins KSM (__ksm_enter)

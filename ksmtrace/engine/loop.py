@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ksmtrace.engine.inputs import apply_due
 from ksmtrace.engine.jit import compiled
 from ksmtrace.engine.layout import (
     C_BATCH,
+    C_WAKE,
     CPU_NS,
     EV_COUNT,
     JIFFY_NS,
@@ -16,6 +19,7 @@ from ksmtrace.engine.layout import (
     OP_POS,
     PAGES_TO_SCAN,
     RECORD,
+    RNG,
     RUN,
     SLEEP_MS,
     SPENT,
@@ -31,18 +35,35 @@ NODES_FULL = 2
 
 
 @compiled
-def wake_time(g, now):
-    """When ksmd wakes after sleeping ``sleep_millisecs`` from ``now``.
+def latency(g, cost):
+    """A wake-up latency draw: exponential with mean ``cost[C_WAKE]`` (xorshift64*)."""
+    mean = cost[C_WAKE]
+    if mean <= 0.0:
+        return 0
+    x = np.uint64(g[RNG])
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    g[RNG] = np.int64(x)
+    u = (float(x * np.uint64(2685821657736338717) >> np.uint64(11)) + 0.5) / 9007199254740992.0
+    return int(-mean * np.log(u))
 
-    ``msecs_to_jiffies`` rounds up, and the timeout counts whole jiffies from the current
-    one, so the wake-up lands on a jiffy boundary: (floor(now / J) + ceil(ms / J)) * J.
+
+@compiled
+def wake_time(g, cost, now):
+    """When ksmd runs again after sleeping ``sleep_millisecs`` from ``now``.
+
+    ``msecs_to_jiffies`` rounds up to N jiffies, and the timer wheel rounds the expiry up
+    by one more jiffy so that a timer never fires early (``calc_index`` in
+    kernel/time/timer.c): the timer fires at the jiffy boundary (floor(now / J) + N + 1) * J,
+    and ksmd (nice 5) gets the CPU a scheduling latency later.
     """
     ms = g[SLEEP_MS]
     if ms <= 0:
         return now
     jiffy = g[JIFFY_NS]
     n = (ms * 1_000_000 + jiffy - 1) // jiffy
-    return (now // jiffy + n) * jiffy
+    return (now // jiffy + n + 1) * jiffy + latency(g, cost)
 
 
 @compiled
@@ -71,7 +92,7 @@ def run_until(P, N, T, g, mmst, ev, S, cost, t_end, ev_margin):
             spent = g[SPENT]
             g[SPENT] = 0
             g[CPU_NS] += spent
-            g[NOW] = wake_time(g, now + spent)
+            g[NOW] = wake_time(g, cost, now + spent)
         else:
             oi = g[OP_POS]
             nxt = S.op_t[oi] if oi < n_op else t_end

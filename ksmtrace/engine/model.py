@@ -104,6 +104,7 @@ class Engine:
         self.g[L.JIFFY_NS] = 1_000_000_000 // knobs.hz
         self.g[L.RECORD] = int(record_events)
         self.g[L.PRE_611] = int(knobs.ordering == "6.7")
+        self.g[L.RNG] = 0x9E3779B97F4A7C15 & 0x7FFFFFFFFFFFFFFF
         for name, slot in SLOTS.items():
             self.g[slot] = knobs.slot_value(name)
         self.cost = cost.as_array()
