@@ -63,6 +63,42 @@ def _insights(rows: list[ProcessSummary], saved_total: int) -> list[str]:
     return notes
 
 
+def _ksm_stat_check(acc: Accumulator) -> list[str]:
+    """Per-process net merges against the kernel's ksm_merging_pages, where comparable.
+
+    Comparable: processes traced since they registered with KSM (so every merge was seen)
+    and still running. ksmd updates ksm_stat lazily, at its next pass over a page, so pages
+    written since it last passed still count there.
+    """
+    last = acc.last
+    if last is None:
+        return []
+    pairs = [
+        (t, last.processes[pid].merging_pages)
+        for pid, t in acc.totals.items()
+        if t.registrations and pid in last.processes
+    ]
+    if not pairs:
+        return []
+    off = [(t, m) for t, m in pairs if t.net_merged != m]
+    line = (
+        f"  ksm_stat check  net merges (merged - COW - unmerged) = ksm_merging_pages for "
+        f"{len(pairs) - len(off)} of {len(pairs)} processes traced since they registered"
+    )
+    details = [
+        f"{(acc.identities.get(t.pid) or ProcessIdentity(t.pid)).comm}[{t.pid}] "
+        f"{t.net_merged} vs {m}"
+        for t, m in off[:4]
+    ]
+    if not details:
+        return [line]
+    return [
+        line,
+        f"                  differ: {', '.join(details)} (ksmd updates ksm_stat at its next "
+        "pass over a written page)",
+    ]
+
+
 def format_summary(acc: Accumulator, seconds: float) -> str:
     """The summary block printed when ``trace`` or ``demo`` ends."""
     first, last = acc.first, acc.last
@@ -99,6 +135,7 @@ def format_summary(acc: Accumulator, seconds: float) -> str:
         f"  cow_ksm ledger  +{led.cow_ksm_delta} = {led.write_cows} write COW + {led.explicit} "
         f"explicit + {led.ksmd_undo} ksmd undo + {led.unattributed} unattributed",
         f"  Lost events     {acc.lost_total}",
+        *_ksm_stat_check(acc),
         "",
         f"  {'PID':>7} {'NAME':<16} {'SAVED':>9} {'MERGED':>7} {'COW':>7} {'LIFE50':>7} "
         f"{'SCANNED':>8} {'CPU':>7} {'SHARE':>5}",

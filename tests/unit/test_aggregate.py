@@ -161,3 +161,20 @@ def test_views_render_an_interval() -> None:
     assert obj["processes"][0]["pid"] == 1 and obj["ledger"]["unattributed"] == 0
     summary = format_summary(acc, 1.0)
     assert "Merged          1 pages" in summary and "p1" in summary
+
+
+def test_summary_checks_net_merges_against_ksm_stat() -> None:
+    s0 = sample(0, cow=0, procs={1: 0, 2: 0})
+    s1 = sample(1, cow=5, procs={1: 25, 2: 40})
+    events = [
+        ev(EventKind.ENTER, 1),
+        ev(EventKind.ENTER, 2),
+        *[ev(EventKind.MERGE, 1) for _ in range(30)],
+        *[ev(EventKind.COW, 1) for _ in range(5)],
+        *[ev(EventKind.MERGE, 2) for _ in range(45)],
+    ]
+    acc = Accumulator()
+    acc.add(tick(s0, s1, events))
+    summary = format_summary(acc, 1.0)
+    assert "ksm_merging_pages for 1 of 2 processes" in summary
+    assert "p2[2] 45 vs 40" in summary
