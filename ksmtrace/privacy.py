@@ -40,16 +40,31 @@ def host_salt(path: Path = SALT_PATH) -> bytes:
     return salt
 
 
+#: Digests already computed, per salt: mm addresses and KSM frames recur in every interval.
+_CACHE: dict[bytes, dict[int, int]] = {}
+_CACHE_LIMIT = 1 << 20
+
+
+def _digest(value: int, salt: bytes) -> int:
+    digest = hashlib.blake2b(value.to_bytes(8, "little"), key=salt[:64], digest_size=8)
+    return int.from_bytes(digest.digest(), "little") or 1
+
+
 def salted_ids(values: np.ndarray, salt: bytes) -> np.ndarray:
     """64-bit keyed digests of ``values`` (0 stays 0, equal inputs give equal outputs)."""
     uniq, inverse = np.unique(values.astype(np.uint64), return_inverse=True)
+    cache = _CACHE.setdefault(salt, {})
+    if len(cache) > _CACHE_LIMIT:
+        cache.clear()
     out = np.empty(len(uniq), dtype=np.uint64)
     for i, v in enumerate(uniq.tolist()):
         if v == 0:
             out[i] = 0
             continue
-        digest = hashlib.blake2b(int(v).to_bytes(8, "little"), key=salt[:64], digest_size=8)
-        out[i] = int.from_bytes(digest.digest(), "little") or 1
+        got = cache.get(v)
+        if got is None:
+            got = cache[v] = _digest(v, salt)
+        out[i] = got
     mapped: np.ndarray = out[inverse]
     return mapped
 
