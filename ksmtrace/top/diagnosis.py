@@ -19,7 +19,7 @@ EFFICIENCY_LOW = 1024.0
 #: Copy-on-write unmerges per merge from which merging is judged wasted work.
 CHURN_HIGH = 0.5
 #: Below this churn, merges outliving a full scan or not, the writes do not matter.
-CHURN_MIN = 0.1
+CHURN_MIN = 0.2
 #: A row taking this share of ksmd's CPU should save at least MIN_SAVED_SHARE of the total.
 ROW_CPU_SHARE_HIGH = 0.25
 MIN_SAVED_SHARE = 0.01
@@ -99,24 +99,35 @@ def _nothing_merges(h: HostFigures, window_s: float) -> Finding | None:
     )  # fmt: skip
 
 
+def _faster_than_scan(row: Row, last_scan_s: float | None) -> bool:
+    """Half the row's broken merges lived less than a full scan takes."""
+    life = row.lifetime_p50_s
+    return life is not None and last_scan_s is not None and life < last_scan_s
+
+
 def _churning(row: Row, last_scan_s: float | None) -> bool:
     if row.churn is None or row.churn < CHURN_MIN or row.merges_per_s < 1:
         return False
-    fast = (
-        row.lifetime_p50_s is not None
-        and last_scan_s is not None
-        and row.lifetime_p50_s < last_scan_s
-    )
-    return fast or row.churn >= CHURN_HIGH
+    return _faster_than_scan(row, last_scan_s) or row.churn >= CHURN_HIGH
+
+
+def _churn_title(rows: Iterable[Row], last_scan_s: float | None, host: bool) -> str:
+    if any(_faster_than_scan(r, last_scan_s) for r in rows):
+        return "Merges are broken faster than a full scan" + (" (churn)" if host else "")
+    return "Merges are broken about as fast as they are made" + (" (churn)" if host else "")
 
 
 def _churn_text(row: Row, h: HostFigures) -> str:
-    life = fmt_seconds(row.lifetime_p50_s)
     scan = fmt_seconds(h.last_scan_s)
+    when = (
+        f", faster than a full scan ({scan})"
+        if _faster_than_scan(row, h.last_scan_s)
+        else f" (a full scan takes {scan})"
+    )
     return (
         f"{row.label}: {fmt_count(row.cows_per_s)} copy-on-write/s for "
-        f"{fmt_count(row.merges_per_s)} merges/s; half its merges live {life}, "
-        f"a full scan takes {scan}."
+        f"{fmt_count(row.merges_per_s)} merges/s; half its broken merges lived "
+        f"{fmt_seconds(row.lifetime_p50_s)} or less{when}."
     )
 
 
@@ -126,7 +137,7 @@ def _churn(snap: TopSnapshot) -> Finding | None:
         return None
     rows.sort(key=lambda r: -r.cows_per_s)
     return Finding(
-        "churn", "warn", "Merges are broken faster than a full scan (churn)",
+        "churn", "warn", _churn_title(rows, snap.host.last_scan_s, host=True),
         "ksmd merges pages that are written again soon after: CPU spent for no lasting "
         "saving. Unregister the writers' volatile memory or scan more slowly.\n"
         + "\n".join(_churn_text(r, snap.host) for r in rows[:3]),
@@ -211,8 +222,8 @@ def diagnose_row(snap: TopSnapshot, row: Row, regions: Iterable[Regions] = ()) -
             "change between scans (volatile) or no other page has the same content.",
         ))  # fmt: skip
     if _churning(row, snap.host.last_scan_s):
-        out.append(Finding("row-churn", "warn", "Merges broken faster than a full scan",
-                           _churn_text(row, snap.host)))  # fmt: skip
+        title = _churn_title([row], snap.host.last_scan_s, host=False)
+        out.append(Finding("row-churn", "warn", title, _churn_text(row, snap.host)))
     share = row.scan_cpu_share or 0.0
     total_saved = snap.host.saved_bytes or 1
     costly = share >= ROW_CPU_SHARE_HIGH and row.saved_bytes / total_saved < MIN_SAVED_SHARE

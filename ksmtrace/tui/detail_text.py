@@ -29,6 +29,30 @@ def findings_text(findings: Sequence[Finding], full: bool = True) -> Text:
     return out
 
 
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def spark_text(values: Sequence[float], width: int) -> Text:
+    """A one-line sparkline scaled from zero to the maximum, newest value at the right edge.
+
+    More values than columns are folded by taking each column's maximum; zero draws the
+    lowest bar dimmed, any positive value at least the second lowest.
+    """
+    if width <= 0:
+        return Text()
+    if len(values) > width:
+        step = len(values) / width
+        values = [max(values[int(i * step) : int((i + 1) * step)]) for i in range(width)]
+    peak = max(values, default=0.0)
+    out = Text(" " * (width - len(values)))
+    for v in values:
+        if v <= 0 or peak <= 0:
+            out.append(_BARS[0], "dim")
+        else:
+            out.append(_BARS[max(1, min(7, round(v / peak * 7)))], "cyan")
+    return out
+
+
 def _bucket_label(i: int) -> str:
     bound = LIFETIME_BUCKETS_S[i]
     if bound == float("inf"):

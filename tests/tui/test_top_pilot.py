@@ -106,7 +106,7 @@ def test_the_churning_row_shows_lifetimes_and_its_diagnosis() -> None:
         await pilot.press("home")
         await wait_until(pilot, lambda: app.selected_key == "103")
         assert "≤500ms" in text_of(app, "#detail-hist")
-        assert "Merges broken faster than a full scan" in text_of(app, "#detail-findings")
+        assert "Merges are broken faster than a full scan" in text_of(app, "#detail-findings")
         assert "COW/s" in text_of(app, "#findings") or "churn" in text_of(app, "#findings")
 
     run_app(paused_app(scenarios.busy(), 20), body)

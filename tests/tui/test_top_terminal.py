@@ -1,4 +1,4 @@
-"""ksmtrace replay --tui in a real terminal (tmux): draws, takes keys, quits cleanly."""
+"""ksmtrace replay --tui on the bundled sample in a real terminal (tmux): keys, a clean quit."""
 
 from __future__ import annotations
 
@@ -7,25 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from ksmtrace.top.synthetic import synthetic_ticks
 from tests.tmuxterm import TmuxTerminal
-from tests.unit.tracefiles import write_trace
-
-from . import scenarios
 
 KSMTRACE = str(Path(sys.executable).with_name("ksmtrace"))
 
 
 @pytest.mark.parametrize("quit_key", ["q", "C-c"])
-def test_replay_tui_in_a_terminal(tmp_path: Path, quit_key: str) -> None:
-    trace = tmp_path / "busy.ksmtrace"
-    write_trace(trace, synthetic_ticks(scenarios.busy_procs(), 60))
-    argv = [KSMTRACE, "replay", str(trace), "--tui", "--paused", "--group", "vm"]
+def test_replay_tui_in_a_terminal(quit_key: str) -> None:
+    argv = [KSMTRACE, "replay", "--tui", "--paused", "--group", "vm"]
     with TmuxTerminal(argv, size=(80, 24)) as term:
-        shown = ("guest-a", "guest-b", "(no vm)", "PAUSED", "1.0s / 60.0s")
+        shown = ("vm-web-1", "vm-batch", "(no vm)", "PAUSED", "1.0s / 60.0s")
         term.wait_for(lambda s: all(x in s for x in shown), 30)  # tmux may catch half a frame
         term.keys("g", "g")  # back to processes
-        term.wait_for(lambda s: "web-1[101]" in s and "cache[103]" in s, 10)
+        term.wait_for(lambda s: "web-1[31831]" in s and "cache[31835]" in s, 10)
         term.keys("]")
         term.wait_for(lambda s: "60.0s / 60.0s" in s, 10)
         term.keys(quit_key)

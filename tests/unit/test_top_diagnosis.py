@@ -76,11 +76,27 @@ def test_churn_compares_merge_lifetime_with_the_full_scan() -> None:
     snap = last_snapshot(scenarios.churn())
     assert codes(snap) == ["churn"]
     text = diagnose_host(snap)[0].text
-    assert "cache[101]" in text and "half its merges live 500ms, a full scan takes 4.0s" in text
+    assert diagnose_host(snap)[0].title == "Merges are broken faster than a full scan (churn)"
+    assert "cache[101]: 480 copy-on-write/s for 500 merges/s" in text
+    assert "half its broken merges lived 500ms or less, faster than a full scan (4.0s)" in text
     cache = next(r for r in snap.rows if r.pids == (101,))
     web = next(r for r in snap.rows if r.pids == (102,))
     assert "row-churn" in [f.code for f in diagnose_row(snap, cache)]
     assert diagnose_row(snap, web) == []
+
+
+def test_churn_slower_than_a_scan_is_named_as_such() -> None:
+    procs = [
+        FakeProcess(1, "batch", merges_per_s=100, cows_per_s=90, lifetime_s=8.0, merging=900),
+    ]
+    b = SnapshotBuilder()
+    for t in synthetic_ticks(procs, 10):
+        b.add(t)
+    snap = b.snapshot()
+    assert snap is not None
+    (finding,) = diagnose_host(snap)
+    assert finding.title == "Merges are broken about as fast as they are made (churn)"
+    assert "lived 10.0s or less (a full scan takes 4.0s)" in finding.text
 
 
 def test_ksmd_cpu_high_for_what_it_saves() -> None:

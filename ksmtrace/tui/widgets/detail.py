@@ -1,10 +1,13 @@
-"""The detail pane of the selected row: diagnosis, plots over time, histogram, ksm_stat, regions.
+"""The detail pane of the selected row: plots over time, diagnosis, histogram, ksm_stat, regions.
 
-The plots are textual's built-in Sparkline rather than textual-plotext: a sparkline needs
-one terminal row, so savings and COW rate both fit the 80x24 layout next to the table, it
-redraws in well under a millisecond while 100,000 events/s arrive, it renders identically
-in snapshot tests, and it adds no dependency. Axes are replaced by the current value and the
-maximum printed beside each line.
+The plots are one-line sparklines rather than textual-plotext charts: a sparkline needs one
+terminal row, so savings and COW rate both fit the 80x24 layout beside the table where a
+plotext chart needs ten rows to show its axes; it redraws in well under a millisecond
+while 100,000 events/s arrive; it renders identically in snapshot tests; and it adds no
+dependency. The current value and the maximum printed beside each line stand in for axes.
+They are drawn by :func:`~ksmtrace.tui.detail_text.spark_text` and not by textual's
+Sparkline, which scales from the minimum to the maximum of the data: a steady 40 MiB saving
+would look like nothing saved.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Sparkline, Static
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Static
 
 from ksmtrace.render.units import fmt_bytes, fmt_count
 from ksmtrace.top.diagnosis import Finding
@@ -33,6 +38,16 @@ def series(history: Sequence[Frame], pids: Sequence[int]) -> tuple[list[float], 
     return saved, cows
 
 
+class Spark(Widget):
+    """A one-line sparkline of the values set on it, as wide as it is laid out."""
+
+    values: reactive[tuple[float, ...]] = reactive(tuple)
+
+    def render(self) -> Text:
+        """The sparkline at the current width."""
+        return detail_text.spark_text(self.values, self.size.width)
+
+
 class DetailPane(VerticalScroll):
     """Everything about one row; shows the host diagnosis when there is no row."""
 
@@ -42,7 +57,7 @@ class DetailPane(VerticalScroll):
         for name, title in (("saved", "saved"), ("cow", "COW/s")):
             with Horizontal(classes="plot"):
                 yield Static(title, classes="plot-label")
-                yield Sparkline([], id=f"{name}-plot")
+                yield Spark(id=f"{name}-plot")
                 yield Static(id=f"{name}-value", classes="plot-value")
         yield Static(id="detail-findings")
         for block in ("hist", "stat", "regions", "identity"):
@@ -72,7 +87,7 @@ class DetailPane(VerticalScroll):
         self._set("detail-identity", detail_text.identity_text(row))
 
     def _plot(self, name: str, data: list[float], fmt: object) -> None:
-        self.query_one(f"#{name}-plot", Sparkline).data = data or [0.0]
+        self.query_one(f"#{name}-plot", Spark).values = tuple(data)
         now = data[-1] if data else 0.0
         peak = max(data) if data else 0.0
         self._set(f"{name}-value", f"{fmt(now)} max {fmt(peak)}")  # type: ignore[operator]
