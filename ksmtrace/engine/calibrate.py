@@ -11,6 +11,7 @@ of a full scan's own work.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ class _Rows:
     y: list[float]
     pass_ns: list[float]
     passes: int = 0
+    first_pass_ns: float = 0.0
+    first_pass_pages: int = 0
 
 
 def nnls(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -84,6 +87,16 @@ def solve_wake_latency(period_ns: float, jiffies: int, jiffy_ns: float, cpu_ns: 
     return (lo + hi) / 2
 
 
+def _first_pass(ticks: list[Tick], rows: _Rows) -> None:
+    """CPU of the first full scan: every page is visited for the first time (volatile)."""
+    rec = np.concatenate([t.events.records for t in ticks])
+    starts = rec[rec["kind"] == EventKind.SCAN_START]
+    stops = rec[rec["kind"] == EventKind.SCAN_STOP]
+    if len(starts) and len(stops) and int(stops["value"][0]) == int(starts["value"][0]):
+        rows.first_pass_ns = float(int(stops["addr"][0]) - int(starts["addr"][0]))
+        rows.first_pass_pages = int(stops["value2"][0])
+
+
 def _collect(ticks: list[Tick], pids: dict[int, str], rows: _Rows) -> None:
     for tick in ticks:
         rec = tick.events.records
@@ -128,6 +141,29 @@ def _batch_period(
     return _PERIOD_PAGES / rate * 1e9 if rate > 0 else 0.0
 
 
+def measure_wake_latency(
+    guard: KnobGuard, profile: CostProfile, paths: HostPaths | None = None, seconds: float = 3.0
+) -> CostProfile:
+    """``profile`` with its wake-up latency measured again now (the host's load changes).
+
+    Runs a scratch workload of unique pages for ``seconds`` and unmerges afterwards
+    (run=2, then run=0); the caller holds the KSM session lock.
+    """
+    paths = paths or HostPaths.from_env()
+    guard.set("run", 2)
+    guard.set("run", 0)
+    guard.set("sleep_millisecs", 10)
+    with Workers([WorkerSpec("cal-wake", 4096, shared=0.0, seed=93)]):
+        guard.set("run", 1)
+        period_ns = _batch_period(guard, paths, seconds, None)
+        guard.set("run", 2)
+    guard.set("run", 0)
+    hz = host_hz(paths)
+    jiffies = -(-10 * hz // 1000)
+    wake = solve_wake_latency(period_ns, jiffies, 1e9 / hz, _PERIOD_PAGES * profile.page_ns)
+    return dataclasses.replace(profile, wake_ns=wake)
+
+
 def measure_cost(
     guard: KnobGuard,
     paths: HostPaths | None = None,
@@ -164,6 +200,8 @@ def measure_cost(
             if progress is not None:
                 progress(f"smart_scan={smart} for {phase_s:g} s")
             ticks = list(live.ticks(0.5, phase_s))
+            if smart == 0:
+                _first_pass(ticks, rows)
             _collect(ticks[1:], roles, rows)
         period_ns = _batch_period(guard, paths, phase_s / 2, progress)
         guard.set("run", 0)
@@ -174,12 +212,15 @@ def measure_cost(
     hz = host_hz(paths)
     jiffy = 1e9 / hz
     wake_ns = solve_wake_latency(period_ns, -(-10 * hz // 1000), jiffy, _PERIOD_PAGES * page_ns)
+    pass_ns = sum(rows.pass_ns) / max(1, rows.passes)
+    volatile_ns = max(0.0, rows.first_pass_ns - pass_ns) / max(1, rows.first_pass_pages)
     return CostProfile(
         ksm_page_ns=float(ksm_ns),
+        volatile_ns=volatile_ns,
         page_ns=float(page_ns),
         merge_ns=float(merge_ns),
         skip_ns=float(skip_ns),
-        pass_ns=sum(rows.pass_ns) / max(1, rows.passes),
+        pass_ns=pass_ns,
         batch_ns=0.0,
         wake_ns=wake_ns,
         kernel=os.uname().release,

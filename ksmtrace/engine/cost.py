@@ -30,6 +30,8 @@ class CostProfile:
     Attributes:
         ksm_page_ns: visiting a page that already is a KSM page (no checksum is computed).
         page_ns: visiting any other page (checksum, stable and unstable tree searches).
+        volatile_ns: a visit that ends at the checksum test (first visit, or the page
+            changed since the last one); 0 in old profiles means "as page_ns".
         merge_ns: extra per page merged (write-protect, PTE replacement, rmap work).
         skip_ns: a smart-scan skip.
         pass_ns: per full scan (LRU drain on all CPUs, unstable tree reset).
@@ -50,6 +52,7 @@ class CostProfile:
     pass_ns: float
     batch_ns: float
     wake_ns: float = 0.0
+    volatile_ns: float = 0.0
     kernel: str = ""
     hz: int = 0
     measured_at: str = ""
@@ -67,6 +70,7 @@ class CostProfile:
         arr[L.C_PASS] = self.pass_ns
         arr[L.C_BATCH] = max(1.0, self.batch_ns)
         arr[L.C_WAKE] = max(0.0, self.wake_ns)
+        arr[L.C_VOLATILE] = self.volatile_ns if self.volatile_ns > 0 else self.page_ns
         return arr
 
     def to_json(self) -> str:
@@ -106,7 +110,8 @@ class CostProfile:
     def describe(self) -> str:
         """One line: the per-page costs and where they come from."""
         return (
-            f"ksmd cost: {self.page_ns:.0f} ns/page, {self.ksm_page_ns:.0f} ns/KSM page, "
+            f"ksmd cost: {self.page_ns:.0f} ns/page, {self.volatile_ns:.0f} ns/volatile page, "
+            f"{self.ksm_page_ns:.0f} ns/KSM page, "
             f"{self.merge_ns:.0f} ns/merge, {self.skip_ns:.0f} ns/skip, "
             f"{self.pass_ns / 1e3:.0f} us/pass, {self.wake_ns / 1e3:.0f} us wake-up "
             f"(measured {self.measured_at or '?'} on {self.kernel or '?'})"

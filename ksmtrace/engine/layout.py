@@ -112,6 +112,7 @@ C_SKIP = 3  # smart-scan skip
 C_PASS = 4  # per full scan (LRU drain, unstable tree reset)
 C_BATCH = 5  # per batch (wake-up, locking); keeps time moving at sleep_millisecs=0
 C_WAKE = 6  # mean wake-up latency after a sleep (ksmd runs at nice 5), not CPU
+C_VOLATILE = 7  # visit that ends at the checksum test (first visit, or content changed)
 COST_SIZE = 8
 
 # --- operations on processes and knobs (op_kind) -----------------------------------------

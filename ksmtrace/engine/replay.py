@@ -21,7 +21,7 @@ from ksmtrace.engine.layout import NOT_PRESENT
 from ksmtrace.engine.workload import ProcessSpec, Workload
 from ksmtrace.errors import UsageError
 from ksmtrace.events import KNOB_NAMES, ProcessIdentity
-from ksmtrace.fingerprint.reader import F_THP, F_ZERO
+from ksmtrace.fingerprint.reader import F_THP, F_ZERO, F_ZERO_PFN
 from ksmtrace.fingerprint.snapfile import Snapshot
 
 _IDENTITY_FIELDS = set(ProcessIdentity.__slots__)
@@ -147,6 +147,7 @@ def workload_from_snapshots(
         frames = snaps[fi].frames
         times = np.array([f.t_ns - t0[fi] for f in frames], dtype=np.int64)
         prev = np.full(len(proc.vpn), NOT_PRESENT, dtype=np.uint32)
+        written = np.zeros(len(proc.vpn), dtype=bool)
         first = proc.frames[0]
         for k in range(first, len(frames)):
             cur = np.full(len(proc.vpn), NOT_PRESENT, dtype=np.uint32)
@@ -154,6 +155,13 @@ def workload_from_snapshots(
             if pp is not None:
                 idx = np.searchsorted(proc.vpn, pp.vpn)
                 cur[idx] = np.searchsorted(uniq, pp.hash).astype(np.uint32)
+                # A zero-page mapping counts as a (zero) page only where the page was
+                # written before: KSM put the zero page there (use_zero_pages). Never
+                # written memory that was only read maps it too, and ksmd skips it.
+                zero_pfn = (pp.flags & F_ZERO_PFN) != 0
+                unwritten = idx[zero_pfn & ~written[idx]]
+                cur[unwritten] = NOT_PRESENT
+                written[idx[~zero_pfn]] = True
                 if k == first:
                     thp[starts[i] + idx] = (pp.flags & F_THP) != 0
             if k == first:

@@ -30,6 +30,7 @@ from ksmtrace.engine.layout import (
     C_PAGE,
     C_PASS,
     C_SKIP,
+    C_VOLATILE,
     CPU_NS,
     CUR_POS,
     CUR_SLOT,
@@ -290,7 +291,7 @@ def cmp_and_merge(P, N, T, g, mmst, ev, n_mm, p, mm, cost):
     remove_from_tree(P, N, T, g, mmst, ev, n_mm, p, mm)
     if P.oldsum[p] != content:
         P.oldsum[p] = content
-        return cost[C_PAGE]
+        return cost[C_VOLATILE]
     if g[USE_ZERO] and T.is_zero[content]:
         zero_step(P, g, mmst, ev, p, mm)
         return cost[C_PAGE] + cost[C_MERGE]

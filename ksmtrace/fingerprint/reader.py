@@ -1,9 +1,9 @@
 """Fingerprinting one process: pagemap, kpageflags and /proc/<pid>/mem, read and hashed in turn.
 
 Only present anonymous pages of VM_MERGEABLE regions are read (what ksmd would scan);
-pages that map the shared zero page, page-cache pages and swapped-out pages are counted
-but not read, so reading never faults anything in. A reader thread fills buffers from
-/proc/<pid>/mem while the caller's thread hashes the previous one.
+pages that map the shared zero page are listed unread (flag F_ZERO_PFN), page-cache and
+swapped-out pages are only counted, so reading never faults anything in. A reader thread
+fills buffers from /proc/<pid>/mem while the caller's thread hashes the previous one.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ F_ZERO = 1  # content is all zeros
 F_THP = 2  # part of a transparent huge page
 F_KSM = 4  # already a KSM page (KPF_KSM)
 F_EXCLUSIVE = 8  # mapped by this process only (pagemap bit 56)
+F_ZERO_PFN = 16  # maps the shared zero page: never written, or a KSM zero page (not read)
 
 #: Pages read from /proc/<pid>/mem per buffer.
 CHUNK_PAGES = 2048
@@ -56,6 +57,9 @@ Progress = Callable[[int], None]
 @dataclass(slots=True)
 class ProcessPages:
     """Fingerprints of one process at one moment.
+
+    Pages mapping the shared zero page are listed with the zero page's fingerprint and
+    F_ZERO_PFN, without being read.
 
     Attributes:
         pid: The process.
@@ -152,10 +156,9 @@ class Fingerprinter:
                 kpf = read_kpageflags(self._kpf, pm[idx] & PM_PFN_MASK)
                 is_zero = bit(kpf, KPF_ZERO_PAGE)
                 zero += int(np.count_nonzero(is_zero))
-                keep = ~is_zero
-                idx, kpf = idx[keep], kpf[keep]
                 f = np.where(bit(kpf, KPF_THP), F_THP, 0) | np.where(bit(kpf, KPF_KSM), F_KSM, 0)
                 f |= np.where((pm[idx] & PM_EXCLUSIVE) != 0, F_EXCLUSIVE, 0)
+                f |= np.where(is_zero, F_ZERO_PFN | F_ZERO, 0)
                 vpns.append(np.uint64(first + off) + idx.astype(np.uint64))
                 flag_parts.append(f.astype(np.uint8))
         vpn = np.concatenate(vpns) if vpns else np.zeros(0, np.uint64)
@@ -223,7 +226,10 @@ class Fingerprinter:
             return None
         try:
             scan = self._scan(pm, regions)
-            hashes, ok = self._hash(mem, scan.vpn, progress)
+            read = (scan.flags & F_ZERO_PFN) == 0
+            hashes = np.full(len(scan.vpn), self.zero_hash, dtype=np.uint64)
+            ok = np.ones(len(scan.vpn), dtype=bool)
+            hashes[read], ok[read] = self._hash(mem, scan.vpn[read], progress)
         finally:
             os.close(pm)
             os.close(mem)
