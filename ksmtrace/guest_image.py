@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -31,6 +32,8 @@ from ksmtrace.errors import HostError
 CACHE_DIR = Path(os.environ.get("KSMTRACE_GUEST_CACHE", "/var/cache/ksmtrace/guest"))
 #: Environment variable naming a bzImage to boot instead of the Debian package's.
 KERNEL_ENV = "KSMTRACE_GUEST_KERNEL"
+#: apt's package lists: when they change, the kernel package is asked for again.
+APT_LISTS = Path("/var/lib/apt/lists")
 #: Debian meta package whose dependency is the versioned cloud kernel.
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
 #: The guest program's source, shipped as package data.
@@ -123,6 +126,38 @@ def resolve_kernel_package() -> tuple[str, str] | None:
     return (package, version) if version else None
 
 
+def _lists_stamp() -> str:
+    """What apt's package lists are now (their directory's mtime and size)."""
+    try:
+        st = APT_LISTS.stat()
+    except OSError:
+        return ""
+    return f"{st.st_mtime_ns}:{st.st_size}"
+
+
+def resolve_kernel_package_cached(cache_dir: Path) -> tuple[str, str] | None:
+    """:func:`resolve_kernel_package`, remembered until apt's package lists change.
+
+    Asking apt-cache takes about two seconds; the answer only changes with the lists.
+    """
+    memo = cache_dir / "kernel" / "resolved.json"
+    stamp = _lists_stamp()
+    try:
+        saved = json.loads(memo.read_text())
+        if stamp and saved["lists"] == stamp:
+            return str(saved["package"]), str(saved["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    resolved = resolve_kernel_package()
+    if resolved is not None and stamp:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"lists": stamp, "package": resolved[0], "version": resolved[1]})
+        tmp = memo.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, memo)
+    return resolved
+
+
 def _cached_kernels(cache_dir: Path) -> list[Path]:
     return sorted((cache_dir / "kernel").glob("*/vmlinuz"), key=lambda p: p.stat().st_mtime)
 
@@ -186,11 +221,11 @@ def guest_kernel(cache_dir: Path = CACHE_DIR, progress: Progress = _quiet) -> tu
         if not Path(override).is_file():
             raise HostError(f"${KERNEL_ENV}={override} is not a file: point it at a bzImage")
         return Path(override), override
-    resolved = resolve_kernel_package()
+    resolved = resolve_kernel_package_cached(cache_dir)
     if resolved is None and os.geteuid() == 0 and not _cached_kernels(cache_dir):
         progress("apt does not know the guest kernel package yet: apt-get update")
         _run(["apt-get", "update", "-qq"])
-        resolved = resolve_kernel_package()
+        resolved = resolve_kernel_package_cached(cache_dir)
     if resolved is not None:
         package, version = resolved
         cached = cache_dir / "kernel" / f"{package}_{version}" / "vmlinuz"

@@ -159,13 +159,14 @@ def _ram_reasons(ram: Sequence[Mapping], memory: VmMemory | None, kind: str) -> 
 
 
 def _notes(
-    ram: Sequence[Mapping], memory: VmMemory | None, stat: procfs.KsmStat | None
+    ram: Sequence[Mapping], memory: VmMemory | None, stat: procfs.KsmStat | None, thp: bool
 ) -> list[str]:
     notes = []
-    if any(m.has("hg") for m in ram):
+    if thp and any(m.has("hg") for m in ram):
         notes.append(
             "guest RAM uses transparent huge pages (MADV_HUGEPAGE): ksmd splits a huge page "
-            "to merge in it, and khugepaged may collapse merged pages again"
+            "to merge in it, and khugepaged collapsing it again unmerges pages without a "
+            "copy-on-write (not traced)"
         )
     if memory is not None and memory.prealloc:
         notes.append("guest RAM is preallocated: all of it is resident, zero pages included")
@@ -179,6 +180,7 @@ def assess(
     argv: Sequence[str],
     maps: Sequence[Mapping] | None,
     stat: procfs.KsmStat | None,
+    thp_enabled: bool = True,
 ) -> Mergeability:
     """Decide whether KSM may merge a process's memory (guest RAM for a VM), and why not.
 
@@ -187,6 +189,8 @@ def assess(
         argv: Its command line.
         maps: Its smaps mappings, or None if smaps could not be read.
         stat: Its ksm_stat, or None if unreadable.
+        thp_enabled: False when transparent huge pages are off for the process
+            (``THP_enabled: 0`` in its status, PR_SET_THP_DISABLE) or the host ("never").
 
     Returns:
         The verdict with plain-language reasons and notes.
@@ -211,7 +215,7 @@ def assess(
     unmarked = [m for m in ram if not m.has("mg") and not merge_any]
     ok = bool(ram) and not blocked and not unmarked
     reasons = () if ok else tuple(_ram_reasons(blocked or unmarked or ram, memory, kind))
-    notes = tuple(_notes(ram, memory, stat)) if ok else ()
+    notes = tuple(_notes(ram, memory, stat, thp_enabled)) if ok else ()
     return Mergeability(
         identity.pid, name, kind, ok, reasons, notes, mergeable_bytes, ram_bytes or None
     )
@@ -256,7 +260,23 @@ def read_mergeability(
     except OSError:
         maps = None
     argv = procfs.read_cmdline(paths, pid) or []
-    return assess(identity, argv, maps, procfs.read_ksm_stat(paths, pid))
+    stat = procfs.read_ksm_stat(paths, pid)
+    return assess(identity, argv, maps, stat, _thp_enabled(paths, pid))
+
+
+def _thp_enabled(paths: HostPaths, pid: int) -> bool:
+    """Tell whether transparent huge pages may back the process's memory.
+
+    False when ``/sys/kernel/mm/transparent_hugepage/enabled`` is "[never]" or the
+    process's status says ``THP_enabled: 0`` (PR_SET_THP_DISABLE).
+    """
+    try:
+        host = (paths.root / "sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        status = (paths.pid_dir(pid) / "status").read_text()
+    except OSError:
+        return True
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return "[never]" not in host and fields.get("THP_enabled", "1").strip() != "0"
 
 
 def find_vms(paths: HostPaths) -> list[ProcessIdentity]:

@@ -25,6 +25,11 @@ bytes back: every such store to a merged page is a copy-on-write on the host, an
 merges the page again at its next pass. The guest's kernel and memfill occupy about
 40 MiB more of ``memory_mib`` (default 128).
 
+Guest RAM is not backed by transparent huge pages unless ``thp=True``: khugepaged
+collapses THP-backed guest RAM (QEMU madvises it MADV_HUGEPAGE), which unmerges KSM pages
+without a copy-on-write, invisibly to ksmtrace and to ``cow_ksm``. Without THP, every
+unmerge of a TCG guest is a traced user write fault, so accounting is exact.
+
 Options that keep a VM from merging, for the "why does this VM not merge" diagnosis:
 ``mem_merge=False`` (``-machine mem-merge=off``: QEMU never madvises guest RAM
 MADV_MERGEABLE) and ``shared_ram=True`` (guest RAM from ``memory-backend-memfd`` with
@@ -75,6 +80,7 @@ READY_PREFIX = "memfill: ready"
 QEMU = "qemu-system-x86_64"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}")
 _PR_SET_PDEATHSIG = 1
+_PR_SET_THP_DISABLE = 41
 #: Parent of the labs' temporary work directories ("<pid>-<random>").
 WORKDIR_BASE = Path(tempfile.gettempdir()) / "ksmtrace-vmlab"
 #: Guests started by this process and not yet reaped, by pid (for the atexit handler).
@@ -100,6 +106,11 @@ class GuestSpec:
         churn_rate: Rewrites per second (0: none).
         mem_merge: False adds ``-machine mem-merge=off``.
         shared_ram: True backs guest RAM with ``memory-backend-memfd,share=on``.
+        thp: Let QEMU back guest RAM with transparent huge pages, as it does by default.
+            Off (the lab's default) starts QEMU with PR_SET_THP_DISABLE, because
+            khugepaged collapsing guest RAM into huge pages unmerges KSM pages with no
+            copy-on-write and no event ksmtrace sees: with it on, per-VM merges minus
+            COWs run ahead of ksm_merging_pages by the pages collapsed.
         extra_args: More QEMU arguments, appended as given.
     """
 
@@ -113,6 +124,7 @@ class GuestSpec:
     churn_rate: int = 0
     mem_merge: bool = True
     shared_ram: bool = False
+    thp: bool = False
     extra_args: tuple[str, ...] = ()
 
     def validate(self) -> None:
@@ -208,10 +220,12 @@ class GuestReady:
         return cls(**ints, fill_s=float(fields["fill_s"]))
 
 
-def _die_with_parent(parent: int) -> None:
-    """Runs in the child before exec: SIGKILL it when the parent thread exits."""
+def _child_setup(parent: int, thp: bool) -> None:
+    """Runs in the child before exec: SIGKILL it when the parent thread exits; maybe no THP."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if not thp:
+        libc.prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0)  # inherited across execve
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
@@ -272,7 +286,7 @@ class Guest:
                     stdin=subprocess.DEVNULL,
                     stdout=err,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                    preexec_fn=functools.partial(_child_setup, os.getpid(), spec.thp),
                 )
             except FileNotFoundError as exc:
                 raise HostError(

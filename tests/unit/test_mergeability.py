@@ -46,6 +46,8 @@ def test_default_qemu_guest_is_mergeable_with_a_thp_note() -> None:
     assert (m.name, m.vm_kind, m.mergeable, m.reasons) == ("vm-default", "qemu", True, ())
     assert m.guest_ram_bytes == 128 << 20
     assert any("transparent huge pages" in n for n in m.notes)
+    no_thp = assess(ident, argv, maps, STAT["default"], thp_enabled=False)
+    assert no_thp.mergeable and not any("huge pages" in n for n in no_thp.notes)
     assert format_vm_notes([m]) == []
 
 
