@@ -68,7 +68,7 @@ def format_vm_notes(verdicts: Iterable[Mergeability]) -> list[str]:
     lines: list[str] = []
     for m in verdicts:
         if m.mergeable is False:
-            text = f"note: VM {m.name} [{m.pid}] does not merge: {'; '.join(m.reasons)}"
+            text = f"note: VM {m.name} [{m.pid}]: guest RAM cannot merge: {'; '.join(m.reasons)}"
             lines += textwrap.wrap(text, 80, subsequent_indent="      ")
     return lines
 

@@ -107,10 +107,8 @@ def test_guest_merges_cows_and_scan_cost_are_charged_to_the_vm_by_name(
     notes = format_vm_notes(VmWatch(PATHS).verdicts())
     table = format_interval(last_report, notes=notes)  # type: ignore[arg-type]
     assert a.name in table and b.name in table
-    assert (
-        f"note: VM {off.name} [{off.pid}] does not merge: QEMU was started with mem-merge=off"
-        in (" ".join(table.split()))
-    )
+    note = f"note: VM {off.name} [{off.pid}]: guest RAM cannot merge: QEMU was started with"
+    assert f"{note} mem-merge=off" in " ".join(table.split())
 
     # Agreement with ksm_stat: freeze the guests (no more stores), let ksmd pass over every
     # page twice more, stop it; then merges - COWs - unmerges equals ksm_merging_pages.

@@ -58,7 +58,7 @@ def test_mem_merge_off_guest_is_not_mergeable_and_says_why() -> None:
     assert len(m.reasons) == 1 and "mem-merge=off" in m.reasons[0]
     assert m.verdict.startswith("NOT mergeable: QEMU was started with mem-merge=off")
     notes = format_vm_notes([m])
-    assert notes[0].startswith("note: VM vm-nomerge [4242] does not merge: QEMU was started")
+    assert notes[0].startswith("note: VM vm-nomerge [4242]: guest RAM cannot merge: QEMU was")
     assert all(len(line) <= 80 for line in notes)
 
 
