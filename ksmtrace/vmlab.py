@@ -464,8 +464,12 @@ class GuestLab:
         try:
             started = [self.start(spec) for spec in specs]
             deadline = time.monotonic() + timeout_s
-            for guest in started:
-                guest.wait_ready(max(0.1, deadline - time.monotonic()))
+            # Poll all of them in turn, so each one's boot_s is its own.
+            while not all([guest.poll_ready() for guest in started]):
+                if time.monotonic() > deadline:
+                    late = next(g for g in started if g.ready is None)
+                    late.wait_ready(0)  # raises, with its console
+                time.sleep(0.05)
         except BaseException:
             for guest in started:
                 guest.stop(1.0)
