@@ -8,10 +8,33 @@ decrements the reference count of every array, which made a page visit 200 times
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numba
+import numba.core.config
+
+
+def _engine_digest() -> str:
+    """A digest of every engine source file.
+
+    numba keys a cached function on its own file only, but links the compiled code of the
+    functions it calls into it; a change in a callee's module would leave stale code in
+    callers' caches. One cache directory per version of the whole engine avoids that.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+if not os.environ.get("NUMBA_CACHE_DIR"):
+    _base = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    # CACHE_DIR is missing from numba's type stubs.
+    setattr(numba.core.config, "CACHE_DIR", str(_base / "ksmtrace" / "numba" / _engine_digest()))  # noqa: B010
 
 #: numba options of every engine function (``_nrt`` is not in numba's type stubs).
 _OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False}

@@ -25,7 +25,7 @@ from ksmtrace.engine.state import (
     new_tables,
     state_bytes,
 )
-from ksmtrace.engine.workload import Workload, renumber_by_first_use
+from ksmtrace.engine.workload import Workload, renumber_for_engine
 from ksmtrace.events import EVENT_DTYPE, KNOB_NAMES, EventBatch, ProcessKsm
 
 #: Bytes an rmap_item costs (``struct ksm_rmap_item``), as in general_profit.
@@ -89,7 +89,7 @@ class Engine:
             event_capacity: Events buffered between two :meth:`take_events` calls.
         """
         workload.validate()
-        workload = renumber_by_first_use(workload)
+        workload, n_shareable = renumber_for_engine(workload)
         self.workload = workload
         self.knobs = knobs
         self.cost_profile = cost
@@ -97,7 +97,7 @@ class Engine:
         thp = np.where(workload.thp != 0, np.uint8(L.THP), np.uint8(0))
         self.P = new_pages(workload.content, workload.addr, thp)
         self.N = new_nodes(max(1024, workload.n_pages // 16))
-        self.T = new_tables(workload.is_zero)
+        self.T = new_tables(workload.is_zero[:n_shareable])
         self.g = new_globals()
         self.mmst = new_mm_table(workload.starts, workload.ends)
         self.g[L.CUR_SLOT] = self.n_mm

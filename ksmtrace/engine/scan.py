@@ -184,8 +184,14 @@ def unstable_search_insert(P, T, g, p, content):
 
     -2: the tree node met is no longer a present page, so ``p`` is not inserted this pass.
     """
-    t = T.unstable_item[content]
     seq8 = g[SEQNR] & 0xFF
+    if content >= T.unstable_item.shape[0]:
+        # no other page ever holds this content: nothing to find, nothing to remember
+        P.flags[p] |= UNSTABLE
+        P.seq[p] = seq8
+        g[UNSHARED] += 1
+        return -1
+    t = T.unstable_item[content]
     if t >= 0 and t != p and (P.flags[t] & UNSTABLE) != 0 and P.seq[t] == seq8:
         if not eligible(P, t):
             return -2
@@ -292,7 +298,8 @@ def cmp_and_merge(P, N, T, g, mmst, ev, n_mm, p, mm, cost):
     if P.oldsum[p] != content:
         P.oldsum[p] = content
         return cost[C_VOLATILE]
-    if g[USE_ZERO] and T.is_zero[content]:
+    shareable = content < T.is_zero.shape[0]
+    if g[USE_ZERO] and shareable and T.is_zero[content]:
         zero_step(P, g, mmst, ev, p, mm)
         return cost[C_PAGE] + cost[C_MERGE]
     if not g[PRE_611]:

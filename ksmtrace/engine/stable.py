@@ -285,6 +285,8 @@ def stable_search(P, N, T, g, mmst, ev, n_mm, content):
     """
     if g[STALE_HEAD] < g[STALE_TAIL]:
         walk_stale(P, N, T, g, mmst, ev, n_mm)
+    if content >= T.stable_head.shape[0]:
+        return -1  # held by one page only: never a KSM page
     while True:
         h = T.stable_head[content]
         if h < 0:

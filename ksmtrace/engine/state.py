@@ -3,9 +3,10 @@
 Per tracked page (an address of a mergeable region that the workload ever maps) the engine
 keeps 20 bytes: the current content id, the content id of the last checksum
 (``oldchecksum``), the stable node of its item or PTE, the next item on that node, and four
-bytes of flags, age, remaining skips and unstable-tree sequence stamp. Per distinct content
-it keeps 9 bytes (stable-tree head, unstable-tree item, zero flag); per KSM page (stable
-node) 36 bytes. The virtual page numbers are part of the workload, not of the state.
+bytes of flags, age, remaining skips and unstable-tree sequence stamp. Per shareable
+content (one that two or more pages hold at some time) it keeps 9 bytes (stable-tree head,
+unstable-tree item, zero flag); per KSM page (stable node) 36 bytes. The virtual page
+numbers are part of the workload, not of the state.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def cursor_at_sentinel(g: I64, n_mm: int) -> None:
 
 
 def state_bytes(pages: Pages, nodes: Nodes, tables: Tables, live_nodes: int) -> dict[str, int]:
-    """Bytes of mutable state: per page, per distinct content, and in live stable nodes."""
+    """Bytes of mutable state: per page, per shareable content, and in live stable nodes."""
     per_page = sum(a.itemsize for a in pages[:-1])
     per_node = sum(a.itemsize for a in nodes)
     per_content = sum(a.itemsize for a in tables)

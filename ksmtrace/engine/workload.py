@@ -179,27 +179,39 @@ class Workload:
         )
 
 
-def renumber_by_first_use(w: Workload) -> Workload:
-    """The same workload with content ids numbered in order of first use (scan order first).
+def renumber_for_engine(w: Workload) -> tuple[Workload, int]:
+    """The same workload with content ids renumbered for the engine, and the shared count.
 
-    Unique pages then get consecutive ids along the scan, so the engine's per-content
-    tables are read almost sequentially instead of at random.
+    Contents that two or more different pages ever hold (and the zero page) come first,
+    numbered in order of first use (scan order first, so the engine's per-content tables
+    are read almost sequentially); contents only one page ever holds (unique pages, most
+    writes) follow. Those can never be merged, so the engine keeps no per-content state
+    for them.
+
+    Returns:
+        The renumbered workload and the number of shareable contents.
     """
+    n = w.n_pages
     values = np.concatenate([w.content, w.change_value])
+    pages = np.concatenate([np.arange(n, dtype=np.int64), w.change_page.astype(np.int64)])
     present = values != NOT_PRESENT
-    ids = values[present]
+    ids = values[present].astype(np.int64)
+    pairs = np.unique(ids * n + pages[present]) if n else np.zeros(0, np.int64)
+    holders = np.bincount(pairs // max(n, 1), minlength=w.n_contents)
+    shareable = (holders >= 2) | (w.is_zero != 0)
+    if any(p.fork_parent is not None for p in w.processes):
+        shareable[:] = True  # fork copies pages the arrays do not show as holders
     _, first = np.unique(ids, return_index=True)
-    old_ids = ids[np.sort(first)]
+    used = ids[np.sort(first)]
+    unused = np.setdiff1d(np.arange(w.n_contents), used)
+    order = np.concatenate([used[shareable[used]], used[~shareable[used]], unused])
     new_of_old = np.zeros(w.n_contents, dtype=np.uint32)
-    new_of_old[old_ids] = np.arange(len(old_ids), dtype=np.uint32)
-    unused = np.setdiff1d(np.arange(w.n_contents), old_ids)
-    new_of_old[unused] = np.arange(len(old_ids), w.n_contents, dtype=np.uint32)
+    new_of_old[order] = np.arange(len(order), dtype=np.uint32)
     out = values.copy()
-    out[present] = new_of_old[ids]
+    out[present] = new_of_old[values[present]]
     is_zero = np.zeros(w.n_contents, dtype=np.uint8)
     is_zero[new_of_old] = w.is_zero
-    n = w.n_pages
-    return Workload(
+    renumbered = Workload(
         processes=w.processes,
         starts=w.starts,
         ends=w.ends,
@@ -215,6 +227,7 @@ def renumber_by_first_use(w: Workload) -> Workload:
         page_size=w.page_size,
         origin=w.origin,
     )
+    return renumbered, int(np.count_nonzero(shareable[used]))
 
 
 def _reparent(spec: ProcessSpec, index: dict[int, int]) -> ProcessSpec:
