@@ -110,7 +110,8 @@ class CostProfile:
     def describe(self) -> str:
         """One line: the per-page costs and where they come from."""
         return (
-            f"ksmd cost: {self.page_ns:.0f} ns/page, {self.volatile_ns:.0f} ns/volatile page, "
+            f"ksmd cost: {self.page_ns:.0f} ns/page, "
+            f"{self.volatile_ns or self.page_ns:.0f} ns/volatile page, "
             f"{self.ksm_page_ns:.0f} ns/KSM page, "
             f"{self.merge_ns:.0f} ns/merge, {self.skip_ns:.0f} ns/skip, "
             f"{self.pass_ns / 1e3:.0f} us/pass, {self.wake_ns / 1e3:.0f} us wake-up "
