@@ -69,7 +69,7 @@ def format_vm_notes(verdicts: Iterable[Mergeability]) -> list[str]:
     for m in verdicts:
         if m.mergeable is False:
             text = f"note: VM {m.name} [{m.pid}]: guest RAM cannot merge: {'; '.join(m.reasons)}"
-            lines += textwrap.wrap(text, 80, subsequent_indent="      ")
+            lines += textwrap.wrap(text, 80, subsequent_indent="      ", break_on_hyphens=False)
     return lines
 
 

@@ -60,6 +60,7 @@ def test_mem_merge_off_guest_is_not_mergeable_and_says_why() -> None:
     notes = format_vm_notes([m])
     assert notes[0].startswith("note: VM vm-nomerge [4242]: guest RAM cannot merge: QEMU was")
     assert all(len(line) <= 80 for line in notes)
+    assert any("mem-merge=off" in line for line in notes), "options are never split"
 
 
 def test_shared_memfd_guest_is_not_mergeable_although_ksm_stat_says_mergeable() -> None:
