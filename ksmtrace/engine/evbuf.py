@@ -21,7 +21,7 @@ from ksmtrace.engine.layout import (
     RECORD,
     SPENT,
 )
-from ksmtrace.events import EventFlag, EventKind
+from ksmtrace.events import EventFlag, EventKind, UnmergeKind
 
 K_MERGE = int(EventKind.MERGE)
 K_ZERO_MERGE = int(EventKind.ZERO_MERGE)
@@ -35,6 +35,8 @@ K_REMOVE_KSM_PAGE = int(EventKind.REMOVE_KSM_PAGE)
 K_REMOVE_RMAP_ITEM = int(EventKind.REMOVE_RMAP_ITEM)
 K_ADVISOR = int(EventKind.ADVISOR)
 K_KNOB = int(EventKind.KNOB)
+K_UNMERGE = int(EventKind.UNMERGE)
+U_RUN2 = int(UnmergeKind.RUN2)
 F_PAIR_FIRST = int(EventFlag.PAIR_FIRST)
 F_PAIR_SECOND = int(EventFlag.PAIR_SECOND)
 F_STABLE = int(EventFlag.STABLE)

@@ -9,7 +9,17 @@ the KSM page's mapcount); what ksmd does (``pages_shared``, ``pages_sharing``,
 
 from __future__ import annotations
 
-from ksmtrace.engine.evbuf import F_FORK, K_COW, K_ENTER, K_EXIT, K_KNOB, K_ZERO_COW, emit
+from ksmtrace.engine.evbuf import (
+    F_FORK,
+    K_COW,
+    K_ENTER,
+    K_EXIT,
+    K_KNOB,
+    K_UNMERGE,
+    K_ZERO_COW,
+    U_RUN2,
+    emit,
+)
 from ksmtrace.engine.jit import compiled
 from ksmtrace.engine.layout import (
     ADV_CHANGE,
@@ -137,6 +147,8 @@ def unmerge_all(P, N, T, g, mmst, ev):
     """run=2: unshare every KSM PTE (each bumps cow_ksm), free all items and stale nodes."""
     n_mm = mmst.shape[0] - 1
     for mm in range(n_mm):
+        ksm_pages = 0
+        zero_pages = 0
         for p in range(mmst[mm, MM_START], mmst[mm, MM_END]):
             f = P.flags[p]
             if f & PTE_KSM:
@@ -145,14 +157,18 @@ def unmerge_all(P, N, T, g, mmst, ev):
                     page_freed(N, g, P.node[p])
                 P.flags[p] = f & ~PTE_KSM
                 g[COW_KSM] += 1
+                ksm_pages += 1
             if f & ZERO_MAPPED:
                 P.flags[p] &= ~ZERO_MAPPED
                 g[ZERO_PAGES] -= 1
                 mmst[mm, MM_ZERO] -= 1
+                zero_pages += 1
             if P.flags[p] & HAS_ITEM:
                 free_item(P, N, T, g, mmst, ev, n_mm, p, mm)
             if (P.flags[p] & STABLE) == 0:
                 P.node[p] = -1
+        if ksm_pages or zero_pages:
+            emit(g, ev, K_UNMERGE, mm + 1, 0, ksm_pages, zero_pages, U_RUN2)
     for c in range(T.stable_head.shape[0]):
         while T.stable_head[c] >= 0:
             h = T.stable_head[c]

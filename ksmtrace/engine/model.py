@@ -26,7 +26,7 @@ from ksmtrace.engine.state import (
     state_bytes,
 )
 from ksmtrace.engine.workload import Workload, renumber_for_engine
-from ksmtrace.events import EVENT_DTYPE, KNOB_NAMES, EventBatch, ProcessKsm
+from ksmtrace.events import EVENT_DTYPE, KNOB_NAMES, EventBatch, EventKind, ProcessKsm
 
 #: Bytes an rmap_item costs (``struct ksm_rmap_item``), as in general_profit.
 RMAP_ITEM_BYTES = 64
@@ -213,8 +213,10 @@ class Engine:
         mm = rows[:, L.EV_MM]
         out["pid"] = np.where(mm > 0, self._pids[np.clip(mm - 1, 0, self.n_mm)], 0)
         out["tid"] = out["pid"]
+        enter = rows[:, L.EV_KIND] == int(EventKind.ENTER)
+        out["value"][enter] = out["pid"][enter]  # registered in its own context
         page_addr = rows[:, L.EV_ADDR].astype(np.uint64) * np.uint64(self.workload.page_size)
-        per_page = mm > 0
+        per_page = (mm > 0) & (rows[:, L.EV_KIND] != int(EventKind.UNMERGE))
         out["addr"][per_page] = page_addr[per_page]
         self.g[L.EV_COUNT] = 0
         return out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ksmtrace.engine.handmade import from_contents
-from ksmtrace.events import EventKind
+from ksmtrace.events import EventKind, UnmergeKind
 
 from .engine_helpers import MS, PASS, kinds, make, run_passes, state
 
@@ -140,9 +140,13 @@ def test_5_cow_ksm_counts_unsharing_and_last_mapper_writes_not_zero_pages() -> N
     e.run_to(t + MS)
     assert e.cow_ksm == 2, "both mappers of the pair copy, the last one too"
     assert e.counters()["ksm_zero_pages"] == 1, "a zero-page write is not a COW"
+    e.take_events()
     e.run_to(3 * PASS + 15 * MS)  # run=2 unshares Y,Y and Z,Z: 4 more
     assert e.cow_ksm == 6
     assert e.counters()["ksm_zero_pages"] == 0
+    unmerges = e.take_events().of_kind(EventKind.UNMERGE)
+    assert [(int(r["pid"]), int(r["value"]), int(r["value2"])) for r in unmerges] == [(1001, 4, 1)]
+    assert int(unmerges["flags"][0]) == UnmergeKind.RUN2
 
 
 # 6 -------------------------------------------------------------------------------------
