@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ksmtrace.engine.calibrate import measure_cost
-from ksmtrace.engine.cost import PROFILE_PATH
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.kernel.session_lock import SessionLock
 from ksmtrace.kernel.sysfs import KnobGuard
@@ -36,7 +34,12 @@ def add_parser(sub: Any) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-o", "--output", type=Path, default=PROFILE_PATH, help="where to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="where to write (default /var/lib/ksmtrace/cost-profile.json)",
+    )
     p.add_argument("--phase", type=float, default=6.0, help="seconds per phase (6)")
     p.add_argument("--pages", type=int, default=16384, help="pages per workload process")
     p.add_argument(
@@ -51,11 +54,16 @@ def _say(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, save and print the profile."""
+    # The engine (numba) loads only when this command runs, not for --help.
+    from ksmtrace.engine.calibrate import measure_cost
+    from ksmtrace.engine.cost import PROFILE_PATH
+
+    output = args.output or PROFILE_PATH
     require_root()
     paths = HostPaths.from_env()
     with SessionLock("ksmtrace calibrate-cost", wait_s=args.wait), KnobGuard(paths) as guard:
         profile = measure_cost(guard, paths, args.pages, args.phase, progress=_say)
-    profile.save(args.output)
+    profile.save(output)
     print(profile.describe())
-    print(f"wrote {args.output} ({profile.samples} samples)")
+    print(f"wrote {output} ({profile.samples} samples)")
     return 0

@@ -13,7 +13,6 @@ import numpy as np
 from ksmtrace.errors import UsageError
 from ksmtrace.fingerprint.hashing import load_seed
 from ksmtrace.fingerprint.reader import ProcessPages
-from ksmtrace.fingerprint.recorder import Recorder, RecordOptions
 from ksmtrace.fingerprint.selection import Selection
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.render.units import fmt_bytes
@@ -99,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     if args.count is None and args.duration is None:
         args.count = 1
     out = args.output or Path(f"snapshot-{datetime.now():%Y%m%d-%H%M%S}.ksmsnap")
+    # The recorder pulls in the engine's cost profile (numba): load it only when running.
+    from ksmtrace.fingerprint.recorder import Recorder, RecordOptions
+
     selection = Selection(tuple(args.pid), tuple(args.vm), args.all_mergeable)
     options = RecordOptions(
         interval_s=args.interval,

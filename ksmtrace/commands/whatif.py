@@ -5,21 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ksmtrace.engine.cost import CostProfile, require_profile
-from ksmtrace.engine.knobs import Knobs, from_sysfs, parse_assignments, parse_sweep
-from ksmtrace.engine.replay import Recording, workload_from_snapshots
-from ksmtrace.engine.workload import Workload
 from ksmtrace.errors import UsageError
-from ksmtrace.fingerprint.snapfile import read_snapshot
-from ksmtrace.render.units import fmt_bytes
-from ksmtrace.whatif import colocation, plots, sketches, tables
-from ksmtrace.whatif.series import simulate
-from ksmtrace.whatif.sweep import frontier, grid, horizon_s, recommend, run_sweep
-from ksmtrace.whatif.tenancy import same_tenant_only
+
+if TYPE_CHECKING:
+    from ksmtrace.engine.cost import CostProfile
+    from ksmtrace.engine.knobs import Knobs
+    from ksmtrace.engine.replay import Recording
+    from ksmtrace.engine.workload import Workload
 
 ORDER = 62
 HELP = "predict KSM savings, speed and ksmd CPU at other settings from snapshots"
@@ -98,6 +92,8 @@ def parse_budget(text: str | None) -> float | None:
 
 def base_knobs(rec: Recording, sets: list[str], kernel: str) -> Knobs:
     """Recorded knobs with run=1, then every --set applied."""
+    from ksmtrace.engine.knobs import from_sysfs, parse_assignments
+
     knobs = from_sysfs({**rec.knobs, "run": 1}, rec.hz, kernel)
     for text in sets:
         knobs = knobs.replace(**parse_assignments(text))
@@ -105,6 +101,8 @@ def base_knobs(rec: Recording, sets: list[str], kernel: str) -> Knobs:
 
 
 def _sketch_only(files: list[Path], top: int) -> int:
+    from ksmtrace.whatif import colocation, sketches, tables
+
     salts, all_sketches = set(), []
     for f in files:
         salt, sk = sketches.load(f)
@@ -122,6 +120,10 @@ def _sketch_only(files: list[Path], top: int) -> int:
 def _colocate(
     w: Workload, knobs: Knobs, cost: CostProfile, sets: list[str], horizon: float
 ) -> None:
+    from ksmtrace.render.units import fmt_bytes
+    from ksmtrace.whatif import colocation
+    from ksmtrace.whatif.series import simulate
+
     for text in sets:
         idx = colocation.select(w, [n.strip() for n in text.split(",") if n.strip()])
         together = simulate(w.subset(idx), knobs, cost, horizon, horizon / 100)
@@ -137,6 +139,19 @@ def _colocate(
 
 def run(args: argparse.Namespace) -> int:
     """Load, simulate, print tables, write plots."""
+    # The engine (numba, matplotlib) loads only when this command runs, not for --help.
+    import numpy as np
+
+    from ksmtrace.engine.cost import require_profile
+    from ksmtrace.engine.knobs import parse_sweep
+    from ksmtrace.engine.replay import workload_from_snapshots
+    from ksmtrace.fingerprint.snapfile import read_snapshot
+    from ksmtrace.render.units import fmt_bytes
+    from ksmtrace.whatif import colocation, plots, sketches, tables
+    from ksmtrace.whatif.series import simulate
+    from ksmtrace.whatif.sweep import frontier, grid, horizon_s, recommend, run_sweep
+    from ksmtrace.whatif.tenancy import same_tenant_only
+
     if args.sketches:
         return _sketch_only(args.sketches, args.top)
     if not args.snapshots:

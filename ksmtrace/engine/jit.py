@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,25 @@ def _engine_digest() -> str:
     return h.hexdigest()
 
 
+def _cache_dir() -> Path:
+    """A writable folder for compiled engine code: the user's cache, else a private temp dir.
+
+    Users without a writable home (daemons, "nobody") get a folder under the system temp
+    directory named after their uid; numba refuses to run at all without one.
+    """
+    base = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "ksmtrace"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        if os.access(base, os.W_OK):
+            return base / "numba" / _engine_digest()
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"ksmtrace-numba-{os.getuid()}" / _engine_digest()
+
+
 if not os.environ.get("NUMBA_CACHE_DIR"):
-    _base = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
     # CACHE_DIR is missing from numba's type stubs.
-    setattr(numba.core.config, "CACHE_DIR", str(_base / "ksmtrace" / "numba" / _engine_digest()))  # noqa: B010
+    setattr(numba.core.config, "CACHE_DIR", str(_cache_dir()))  # noqa: B010
 
 #: numba options of every engine function (``_nrt`` is not in numba's type stubs).
 _OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False}
