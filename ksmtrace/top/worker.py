@@ -11,6 +11,8 @@ fast source never floods the UI.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import os
 import threading
 import time
 from collections import deque
@@ -30,12 +32,24 @@ MAX_IN_FLIGHT = 2
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0)
 #: A seek this far past the newest snapshot reopens the recording instead of reading through.
 FAR_SEEK_S = 300.0
+#: How much nicer than the UI thread the worker thread runs, so that folding a large tick
+#: never starves the thread that answers key presses.
+WORKER_NICE = 5
+#: Longest the worker waits for the UI to draw its answer to a key before folding a tick.
+MAX_HOLD_S = 0.25
 #: Seconds between two reads of the selected processes' smaps.
 REGIONS_EVERY_S = 2.0
 
 Post = Callable[[TopSnapshot], None]
 Fail = Callable[[BaseException], None]
 RegionsReader = Callable[[int], Regions | None]
+
+
+def _lower_thread_priority() -> None:
+    """Make the calling thread yield the CPU to the UI thread (Linux: per-thread nice)."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICE)
 
 
 class _Tape:
@@ -120,6 +134,8 @@ class SnapshotWorker:
         self._regions: dict[int, Regions] = {}
         self._regions_read_at = 0.0
         self.closed = threading.Event()
+        self._input_done = threading.Event()
+        self._input_done.set()
 
     # -- controls (any thread) ------------------------------------------------------------
 
@@ -185,6 +201,14 @@ class SnapshotWorker:
         if pids != self._selected:
             self._control(_selected=pids, _regions_read_at=0.0)
 
+    def hold(self) -> None:
+        """The UI is answering input: fold no tick until :meth:`release` (or MAX_HOLD_S)."""
+        self._input_done.clear()
+
+    def release(self) -> None:
+        """The UI has drawn its answer to the input."""
+        self._input_done.set()
+
     def ack(self, seq: int) -> None:
         """The UI has shown snapshot ``seq``; post the one held back, if any."""
         with self._lock:
@@ -210,6 +234,7 @@ class SnapshotWorker:
     _resend = False
 
     def _main(self) -> None:
+        _lower_thread_priority()
         try:
             self._ticks = self.feed.open(None)
             if not self.feed.live and self._seek is None:
@@ -247,12 +272,17 @@ class SnapshotWorker:
         tick = next(self._ticks, None)
         if tick is None:
             return None
-        self._builder.add(tick)
+        self._builder.add(tick, self._let_ui_run)
         snap = self._builder.snapshot()
         assert snap is not None
         with self._lock:
             self._tape.append(snap)
         return snap
+
+    def _let_ui_run(self) -> None:
+        """Between two slices of a tick: let the UI thread have the interpreter."""
+        self._input_done.wait(MAX_HOLD_S)  # a key press is being answered: let it draw first
+        time.sleep(0)
 
     def _live_step(self) -> None:
         following = self._cursor >= self._tape.head

@@ -8,6 +8,9 @@ a key press at once, also while paused.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
@@ -49,7 +52,7 @@ class TopApp(App[int]):
         tape: snapshots kept for seeking back.
     """
 
-    CSS_PATH = "top.tcss"
+    CSS_PATH = Path(__file__).with_name("top.tcss")  # absolute: subclasses live elsewhere
     TITLE = "ksmtrace top"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -126,6 +129,13 @@ class TopApp(App[int]):
         self.query_one(ProcessTable).focus()
         self.worker.start()
 
+    async def on_event(self, event: events.Event) -> None:
+        """Input first: the worker folds no tick until the answer to a key or click is drawn."""
+        if isinstance(event, events.Key | events.MouseDown) and not event.is_forwarded:
+            self.worker.hold()
+            self.call_after_refresh(self.worker.release)
+        await super().on_event(event)
+
     def on_unmount(self) -> None:
         """Stop the worker, which closes the feed (live: detaches every probe)."""
         self.worker.stop()
@@ -188,16 +198,15 @@ class TopApp(App[int]):
         findings = diagnose_row(snap, row, snap.regions.values()) if row else self.host_findings
         self.query_one(DetailPane).show(snap, row, findings)
 
-    def on_data_table_row_highlighted(self, event: ProcessTable.RowHighlighted) -> None:
+    def on_process_table_row_highlighted(self, event: ProcessTable.RowHighlighted) -> None:
         """The cursor moved: show that row in the detail pane."""
-        key = event.row_key.value
-        if key is not None and key != self.selected_key:
-            self.selected_key = key
+        if event.key != self.selected_key:
+            self.selected_key = event.key
             self._refresh_detail()
 
-    def on_data_table_header_selected(self, event: ProcessTable.HeaderSelected) -> None:
+    def on_process_table_header_clicked(self, event: ProcessTable.HeaderClicked) -> None:
         """A click on a column title sorts by it (a second click reverses)."""
-        self.action_sort_by(str(event.column_key.value))
+        self.action_sort_by(event.column_id)
 
     def on_resize(self) -> None:
         """Beside or below: place the detail pane for the terminal's width."""

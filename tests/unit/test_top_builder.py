@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ksmtrace.aggregate import Accumulator
-from ksmtrace.top.builder import SnapshotBuilder
+from ksmtrace.top import builder
+from ksmtrace.top.builder import SnapshotBuilder, split_tick
 from ksmtrace.top.synthetic import FakeHost, FakeProcess, synthetic_ticks
+
+
+def assert_same(got: object, want: object) -> None:
+    """Equal, floats up to rounding (slices sum their seconds in another order)."""
+    if isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-9)
+    elif dataclasses.is_dataclass(want):
+        for f in dataclasses.fields(want):
+            assert_same(getattr(got, f.name), getattr(want, f.name))
+    elif isinstance(want, tuple | list):
+        assert isinstance(got, tuple | list) and len(got) == len(want)
+        for x, y in zip(got, want, strict=True):
+            assert_same(x, y)
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys()
+        for k in want:
+            assert_same(got[k], want[k])
+    else:
+        assert got == want
 
 
 def build(procs: list[FakeProcess], seconds: float, host: FakeHost | None = None, window=5.0):
@@ -97,3 +119,39 @@ def test_a_prctl_off_is_a_departure_with_its_time_and_cause() -> None:
     d = snap.departures[0]
     assert (d.pid, d.label, d.t_s) == (7, "web[7]", 4.0)
     assert d.how == "prctl(PR_SET_MEMORY_MERGE, 0)"
+
+
+def test_folding_in_slices_shows_the_same_as_folding_whole_ticks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    procs = [
+        FakeProcess(1, "a", merges_per_s=3000, cows_per_s=1000, scan_per_s=5000, merging=100),
+        FakeProcess(2, "b", merges_per_s=2000, cows_per_s=900, lifetime_s=0.02),
+    ]
+    ticks = synthetic_ticks(procs, 9, FakeHost(full_scan_s=2.0))
+    whole = SnapshotBuilder(5.0)
+    for t in ticks:
+        whole.add(t)
+    monkeypatch.setattr(builder, "SLICE_EVENTS", 700)
+    pauses: list[int] = []
+    sliced = SnapshotBuilder(5.0)
+    for t in ticks:
+        sliced.add(t, lambda: pauses.append(1))
+    assert len(pauses) == 9 * (len(ticks[-1].events) // 700)
+    a, b = whole.snapshot(), sliced.snapshot()
+    assert a is not None and b is not None
+    assert_same(b.rows, a.rows)
+    assert_same(b.host, a.host)
+    assert_same(b.history, a.history)
+    assert b.window_s == pytest.approx(a.window_s)
+    assert sliced.acc.ledger_total == whole.acc.ledger_total
+
+
+def test_split_tick_keeps_every_event_once_and_the_counters_in_the_first_slice() -> None:
+    (tick,) = synthetic_ticks([FakeProcess(1, "a", merges_per_s=1000)], 1)
+    parts = split_tick(tick, 300)
+    assert [len(p.events) for p in parts] == [300, 300, 300, 100]
+    assert parts[0].previous is tick.previous and parts[1].previous is tick.sample
+    assert (parts[0].start_ns, parts[-1].end_ns) == (tick.start_ns, tick.end_ns)
+    assert all(p.end_ns == q.start_ns for p, q in zip(parts, parts[1:], strict=False))
+    assert split_tick(tick, 5000) == [tick]

@@ -25,6 +25,7 @@ from ksmtrace.render.units import fmt_bytes, fmt_count
 from ksmtrace.top.diagnosis import Finding
 from ksmtrace.top.model import Frame, Row, TopSnapshot
 from ksmtrace.tui import detail_text
+from ksmtrace.tui.widgets.text import TextBlock
 
 
 def series(history: Sequence[Frame], pids: Sequence[int]) -> tuple[list[float], list[float]]:
@@ -53,18 +54,18 @@ class DetailPane(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         """Title, two plots, findings and the text blocks."""
-        yield Static(id="detail-title")
+        yield TextBlock(id="detail-title")
         for name, title in (("saved", "saved"), ("cow", "COW/s")):
             with Horizontal(classes="plot"):
                 yield Static(title, classes="plot-label")
                 yield Spark(id=f"{name}-plot")
-                yield Static(id=f"{name}-value", classes="plot-value")
-        yield Static(id="detail-findings")
+                yield TextBlock(id=f"{name}-value", classes="plot-value")
+        yield TextBlock(id="detail-findings")
         for block in ("hist", "stat", "regions", "identity"):
-            yield Static(id=f"detail-{block}", classes="detail-block")
+            yield TextBlock(id=f"detail-{block}", classes="detail-block")
 
     def _set(self, widget_id: str, content: Text | str) -> None:
-        self.query_one(f"#{widget_id}", Static).update(content)
+        self.query_one(f"#{widget_id}", TextBlock).set_text(content)
 
     def show(self, snap: TopSnapshot, row: Row | None, findings: Sequence[Finding]) -> None:
         """Draw ``row`` of ``snap`` with its ``findings``."""

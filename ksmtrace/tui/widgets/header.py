@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual.widgets import Static
 
 from ksmtrace.render.units import fmt_bytes, fmt_count, fmt_seconds
 from ksmtrace.top.model import HostFigures, TopSnapshot
+from ksmtrace.tui.widgets.text import TextBlock
 
 _RUN = {0: ("off", "bold red"), 1: ("on", "bold green"), 2: ("unmerging", "bold red")}
 
@@ -63,7 +63,7 @@ def _clock(snap: TopSnapshot) -> str:
     return f"t {snap.t_s:.0f}s{wall}"
 
 
-class KsmHeader(Static):
+class KsmHeader(TextBlock):
     """Three lines of host figures from the latest snapshot."""
 
     def show(self, snap: TopSnapshot) -> None:
@@ -76,4 +76,4 @@ class KsmHeader(Static):
         lines = [first, _savings_line(h), _activity_line(h, snap.window_s)]
         for line in lines:
             line.no_wrap, line.overflow = True, "ellipsis"
-        self.update(Text("\n", no_wrap=True).join(lines))
+        self.set_text(Text("\n", no_wrap=True).join(lines))

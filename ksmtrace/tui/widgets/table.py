@@ -1,12 +1,25 @@
-"""The process / VM / cgroup table: one row per group, the sorted column marked in its title."""
+"""The process / VM / cgroup table: a fixed header, one line per row, a row cursor.
+
+Drawn with textual's line API instead of DataTable: each row is formatted once per snapshot
+into one string, and drawing a line is a slice of it with a style. DataTable renders every
+cell through Rich, about 0.3 ms a cell, which put a full redraw of 40 rows at 50 ms and
+pushed key-to-redraw past 100 ms whenever a snapshot arrived with the key
+(``python -m benchmarks tui_latency``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.text import Text
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from ksmtrace.top.columns import COLUMNS, Column
 from ksmtrace.top.model import Row
@@ -23,79 +36,165 @@ def _width(col: Column) -> int:
 FIXED_WIDTH = sum(_width(c) for c in COLUMNS[1:])
 
 
-def _cell(col: Column, row: Row) -> Text:
-    if col.id == "name":
-        return Text(" " + col.text(row), style="" if row.alive else "dim", no_wrap=True)
-    return Text(col.text(row), justify="right", no_wrap=True)
+def format_line(cells: Sequence[str], name_width: int) -> str:
+    """A table line: NAME left-aligned (cut to fit), every other column right-aligned."""
+    name = " " + cells[0]
+    if len(name) > name_width:
+        name = name[: name_width - 1] + "…"
+    rest = "".join(c.rjust(_width(col)) for c, col in zip(cells[1:], COLUMNS[1:], strict=True))
+    return name.ljust(name_width) + rest
 
 
-class ProcessTable(DataTable[Text]):
-    """A DataTable that redraws only the cells that changed between snapshots.
+class ProcessTable(ScrollView, can_focus=True):
+    """Rows of a snapshot under a fixed header; up/down/page/home/end move the cursor.
 
-    Left and right move the time cursor (the columns always fit, so they need no scrolling).
+    Left and right move the time cursor of the app (the columns always fit).
     """
 
+    COMPONENT_CLASSES = {"table--header", "table--cursor", "table--even", "table--gone"}
+    DEFAULT_CSS = """
+    ProcessTable {
+        background: $surface;
+        & > .table--header { text-style: bold; background: $panel; color: $foreground; }
+        & > .table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+        }
+        &:focus > .table--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
+        & > .table--even { background: $surface-lighten-1 50%; }
+        & > .table--gone { color: $text-muted; }
+    }
+    """
     BINDINGS = [
+        Binding("up", "cursor(-1)", "Previous row", show=False),
+        Binding("down", "cursor(1)", "Next row", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "cursor_to(0)", "First row", show=False),
+        Binding("end", "cursor_to(-1)", "Last row", show=False),
         Binding("left", "app.seek(-5)", "Back 5 s", show=False),
         Binding("right", "app.seek(5)", "Forward 5 s", show=False),
-        Binding("home", "first_row", "First row", show=False),
-        Binding("end", "last_row", "Last row", show=False),
     ]
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)  # type: ignore[arg-type]
-        self._keys: list[str] = []
-        self._cells: dict[str, list[str]] = {}
-        self._layout: tuple[int, str, bool] | None = None
+    cursor = reactive(0, always_update=True)
 
-    def action_first_row(self) -> None:
-        """Select the first row."""
-        self.move_cursor(row=0, animate=False)
+    class RowHighlighted(Message):
+        """The cursor is on the row keyed ``key``."""
 
-    def action_last_row(self) -> None:
-        """Select the last row."""
-        self.move_cursor(row=max(0, self.row_count - 1), animate=False)
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
+    class HeaderClicked(Message):
+        """A column title was clicked."""
+
+        def __init__(self, column_id: str) -> None:
+            super().__init__()
+            self.column_id = column_id
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.keys: list[str] = []
+        self.header = ""
+        self._lines: list[str] = []
+        self._gone: list[bool] = []
+        self._shown_key = ""
+
+    # -- content ------------------------------------------------------------------------------
 
     def name_width(self) -> int:
         """Width of the NAME column for the current size."""
-        return max(NAME_MIN, self.size.width - FIXED_WIDTH - 2)
-
-    def _set_columns(self, sort_id: str, descending: bool) -> None:
-        layout = (self.name_width(), sort_id, descending)
-        if layout == self._layout:
-            return
-        self._layout = layout
-        self.clear(columns=True)
-        self._keys, self._cells = [], {}
-        arrow = "▼" if descending else "▲"
-        for col in COLUMNS:
-            title = col.title + (arrow if col.id == sort_id else "")
-            width = layout[0] if col.id == "name" else _width(col)
-            label = Text(" " + title) if col.id == "name" else Text(title, justify="right")
-            self.add_column(label, width=width, key=col.id)
+        return max(NAME_MIN, self.size.width - FIXED_WIDTH - 1)
 
     def show_rows(self, rows: Sequence[Row], sort_id: str, descending: bool, keep: str) -> None:
         """Show ``rows`` in order, keeping the cursor on the row keyed ``keep`` if present."""
-        self._set_columns(sort_id, descending)
-        keys = [r.key for r in rows]
-        if keys == self._keys:
-            self._update(rows)
-            return
-        self.clear()
-        self._cells = {}
-        for r in rows:
-            cells = [_cell(c, r) for c in COLUMNS]
-            self._cells[r.key] = [c.plain for c in cells]
-            self.add_row(*cells, key=r.key)
-        self._keys = keys
-        if keep in keys:
-            self.move_cursor(row=keys.index(keep), animate=False)
+        width = self.name_width()
+        arrow = "▼" if descending else "▲"
+        titles = [c.title + (arrow if c.id == sort_id else "") for c in COLUMNS]
+        self.header = format_line(titles, width)
+        self._lines = [format_line([c.text(r) for c in COLUMNS], width) for r in rows]
+        self._gone = [not r.alive for r in rows]
+        self.keys = [r.key for r in rows]
+        self.virtual_size = Size(len(self.header), len(rows) + 1)
+        index = self.keys.index(keep) if keep in self.keys else min(self.cursor, len(rows) - 1)
+        self.cursor = max(0, index)
+        self.refresh()
 
-    def _update(self, rows: Sequence[Row]) -> None:
-        for r in rows:
-            old = self._cells[r.key]
-            for i, col in enumerate(COLUMNS):
-                cell = _cell(col, r)
-                if cell.plain != old[i]:
-                    old[i] = cell.plain
-                    self.update_cell(r.key, col.id, cell)
+    @property
+    def row_count(self) -> int:
+        """Rows in the table."""
+        return len(self.keys)
+
+    @property
+    def cursor_key(self) -> str:
+        """Key of the row under the cursor ("" when empty)."""
+        return self.keys[self.cursor] if self.keys else ""
+
+    # -- cursor ---------------------------------------------------------------------------------
+
+    def watch_cursor(self, cursor: int) -> None:
+        """Keep the cursor row visible and tell the app which row it is on."""
+        body = max(1, self.size.height - 1)
+        top = self.scroll_offset.y
+        if cursor < top:
+            self.scroll_to(y=cursor, animate=False)
+        elif cursor >= top + body:
+            self.scroll_to(y=cursor - body + 1, animate=False)
+        self.refresh()
+        if self.cursor_key and self.cursor_key != self._shown_key:
+            self._shown_key = self.cursor_key
+            self.post_message(self.RowHighlighted(self.cursor_key))
+
+    def action_cursor(self, step: int) -> None:
+        """Move the cursor by ``step`` rows."""
+        self.cursor = max(0, min(self.row_count - 1, self.cursor + step))
+
+    def action_page(self, direction: int) -> None:
+        """Move the cursor by a screenful."""
+        self.action_cursor(direction * max(1, self.size.height - 2))
+
+    def action_cursor_to(self, index: int) -> None:
+        """Put the cursor on row ``index`` (-1: the last)."""
+        self.cursor = max(0, self.row_count - 1 if index < 0 else index)
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on a row selects it; on the header, sorts by that column."""
+        if event.y == 0:
+            x = event.x + self.scroll_offset.x
+            edges = [self.name_width()]
+            for col in COLUMNS[1:]:
+                edges.append(edges[-1] + _width(col))
+            index = next((i for i, e in enumerate(edges) if x < e), len(COLUMNS) - 1)
+            self.post_message(self.HeaderClicked(COLUMNS[index].id))
+        elif self.keys:
+            self.cursor = min(self.row_count - 1, event.y - 1 + self.scroll_offset.y)
+
+    # -- drawing --------------------------------------------------------------------------------
+
+    def _style(self, index: int) -> Style:
+        base = self.rich_style
+        if index == self.cursor:
+            return base + self.get_component_rich_style("table--cursor")
+        style = base + self.get_component_rich_style("table--even") if index % 2 else base
+        if self._gone[index]:
+            style += self.get_component_rich_style("table--gone", partial=True)
+        return style
+
+    def render_line(self, y: int) -> Strip:
+        """Line ``y`` of the widget: the header, or a row below the scroll position."""
+        width = self.size.width
+        scroll_x, scroll_y = self.scroll_offset
+        if y == 0:
+            text = self.header
+            style = self.rich_style + self.get_component_rich_style("table--header")
+        else:
+            index = y - 1 + scroll_y
+            if index >= len(self._lines):
+                return Strip([Segment(" " * width, self.rich_style)], width)
+            text, style = self._lines[index], self._style(index)
+        text = text[scroll_x : scroll_x + width].ljust(width)
+        return Strip([Segment(text, style)], width)

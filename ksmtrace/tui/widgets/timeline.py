@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from ksmtrace.top.model import TopSnapshot
+from ksmtrace.tui.widgets.text import TextBlock
 
 
 def _state(snap: TopSnapshot) -> Text:
@@ -38,9 +38,9 @@ def timeline_text(snap: TopSnapshot, width: int) -> Text:
     return line
 
 
-class Timeline(Static):
+class Timeline(TextBlock):
     """Draws :func:`timeline_text` for the shown snapshot."""
 
     def show(self, snap: TopSnapshot) -> None:
         """Draw the line for ``snap`` at the current width."""
-        self.update(timeline_text(snap, self.size.width or 80))
+        self.set_text(timeline_text(snap, self.size.width or 80))
