@@ -113,8 +113,13 @@ class ProcessTotals:
 
     @property
     def net_merged(self) -> int:
-        """Merges minus every unmerge seen: what ksm_merging_pages should show once ksmd passed."""
-        return self.merges - self.cows - self.unmerged_total
+        """Merges minus unmerges: what ksm_merging_pages should show once ksmd has passed.
+
+        A ksmd undo takes back the first half of a pair whose second half failed; that half
+        was never reported as a merge, so it is not subtracted (it still moved cow_ksm).
+        """
+        undone = self.unmerged.get(UnmergeKind.KSMD_UNDO, 0)
+        return self.merges - self.cows - (self.unmerged_total - undone)
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,3 +178,17 @@ def test_summary_checks_net_merges_against_ksm_stat() -> None:
     summary = format_summary(acc, 1.0)
     assert "ksm_merging_pages for 1 of 2 processes" in summary
     assert "p2[2] 45 vs 40" in summary
+
+
+def test_a_ksmd_undo_is_not_subtracted_from_net_merges() -> None:
+    s0, s1 = sample(0, cow=0, procs={1: 0}), sample(1, cow=1, procs={1: 2})
+    events = [
+        ev(EventKind.MERGE, 1),
+        ev(EventKind.MERGE, 1),
+        ev(EventKind.MERGE_FAILED, 1, err=-14),
+        ev(EventKind.UNMERGE, 1, value=1, flags=int(UnmergeKind.KSMD_UNDO)),
+    ]
+    acc = Accumulator()
+    rep = acc.add(tick(s0, s1, events))
+    assert acc.totals[1].net_merged == 2
+    assert rep.ledger.ksmd_undo == 1 and rep.ledger.unattributed == 0
