@@ -11,11 +11,12 @@ from ksmtrace.commands.trace import add_probe_options, probe_options
 from ksmtrace.errors import KsmtraceError, UsageError
 from ksmtrace.events import GROUPINGS
 from ksmtrace.hostpaths import HostPaths
+from ksmtrace.mergeability import VmWatch
 from ksmtrace.probes.live import LiveSource, require_root
 from ksmtrace.top.columns import COLUMNS
 from ksmtrace.top.feeds import Feed, LiveFeed, ReplayFeed
 from ksmtrace.top.regions import read_regions
-from ksmtrace.top.worker import SPEEDS, RegionsReader
+from ksmtrace.top.worker import SPEEDS, RegionsReader, VmVerdicts
 
 ORDER = 25
 HELP = "terminal UI: savings, cost, churn and why memory does not merge (live or a trace)"
@@ -121,6 +122,7 @@ def run_tui(
     args: argparse.Namespace,
     regions: RegionsReader | None = None,
     speed: float = 1.0,
+    vms: VmVerdicts | None = None,
 ) -> int:
     """Run the terminal UI on ``feed`` until the user quits; the feed is always closed.
 
@@ -129,6 +131,7 @@ def run_tui(
         args: parsed view options (see :func:`add_view_options`).
         regions: smaps reader for the detail pane (live only).
         speed: initial replay speed.
+        vms: the verdicts of the host's VMs (live only).
 
     Returns:
         The exit status.
@@ -140,7 +143,7 @@ def run_tui(
 
     app = TopApp(
         feed, window_s=args.window, speed=speed, paused=args.paused, regions=regions,
-        grouping=args.group, sort=args.sort,
+        vms=vms, grouping=args.group, sort=args.sort,
     )  # fmt: skip
     try:
         app.run()
@@ -169,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     source.start()
     try:
         feed = LiveFeed(source, args.interval)
-        return run_tui(feed, args, regions=functools.partial(read_regions, paths))
+        regions = functools.partial(read_regions, paths)
+        return run_tui(feed, args, regions=regions, vms=VmWatch(paths).verdicts)
     finally:
         source.close()

@@ -6,7 +6,7 @@ show a sentence where it would otherwise show an empty table or a flat plot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ksmtrace.render.units import fmt_bytes, fmt_count, fmt_seconds
@@ -161,12 +161,25 @@ def _cpu_costly(snap: TopSnapshot) -> Finding | None:
     )  # fmt: skip
 
 
+def _vms_not_mergeable(snap: TopSnapshot) -> Finding | None:
+    blocked = [v for v in snap.vm_verdicts if v.mergeable is False]
+    if not blocked:
+        return None
+    lines = [f"  {v.name} (pid {v.pid}): {'; '.join(v.reasons)}" for v in blocked[:5]]
+    return Finding(
+        "vm-not-mergeable", "bad",
+        f"{len(blocked)} VM{'s' if len(blocked) > 1 else ''} cannot merge guest RAM",
+        "\n".join(lines),
+    )  # fmt: skip
+
+
 def diagnose_host(snap: TopSnapshot) -> list[Finding]:
     """Host-wide findings, most severe first (empty when KSM works as it should)."""
     off = _ksm_off(snap.host)
     found = [off] if off else []
     for rule in (
         _nothing_registered(snap),
+        _vms_not_mergeable(snap),
         None if off else _nothing_merges(snap.host, snap.window_s),
         _churn(snap),
         _cpu_costly(snap),
@@ -203,12 +216,26 @@ def _regions_findings(regions: Iterable[Regions]) -> list[Finding]:
     return out
 
 
+def _verdict_findings(regions: Sequence[Regions]) -> list[Finding]:
+    out = []
+    for rs in regions:
+        v = rs.verdict
+        if v is not None and v.mergeable is False:
+            out.append(Finding("row-not-mergeable", "bad", f"{v.name} cannot merge",
+                               "; ".join(v.reasons)))  # fmt: skip
+        elif v is not None and v.notes:
+            out.append(Finding("row-note", "info", f"{v.name}: note", "; ".join(v.notes)))
+    return out
+
+
 def diagnose_row(snap: TopSnapshot, row: Row, regions: Iterable[Regions] = ()) -> list[Finding]:
     """Findings for one table row (process, VM or cgroup)."""
+    regions = [r for r in regions if r.pid in row.pids]
+    verdicts = _verdict_findings(regions)
     out: list[Finding] = []
     st = row.ksm_stat
     registered = _registered([row])
-    if not registered:
+    if not registered and not any(f.code == "row-not-mergeable" for f in verdicts):
         gone = [d for d in snap.departures if d.pid in row.pids]
         out.append(Finding(
             "row-not-registered", "bad", "Not registered with KSM",
@@ -233,4 +260,4 @@ def diagnose_row(snap: TopSnapshot, row: Row, regions: Iterable[Regions] = ()) -
             f"{share:.0%} of ksmd's scan CPU goes to it and it saves "
             f"{fmt_bytes(row.saved_bytes)}: its pages are unique; it need not be mergeable.",
         ))  # fmt: skip
-    return out + _regions_findings(regions)
+    return verdicts + out + _regions_findings(regions)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ksmtrace.events import ProcessIdentity
 from ksmtrace.kernel.smaps import Vma
+from ksmtrace.mergeability import Mergeability
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +138,16 @@ class Departure:
 
 @dataclass(frozen=True, slots=True)
 class Regions:
-    """The mappings of one process as KSM sees them (live only: read from smaps)."""
+    """The mappings of one process as KSM sees them (live only).
+
+    Read from smaps, with the verdict of :mod:`ksmtrace.mergeability` (which also reads
+    ksm_stat and, for a VM, the command line).
+    """
 
     pid: int
     regions: tuple[Vma, ...]
     note: str = ""
+    verdict: Mergeability | None = None
 
     def total(self, attr: str, *, mergeable: bool | None = None) -> int:
         """Sum of a byte attribute over regions, optionally only (non-)mergeable ones."""
@@ -171,6 +177,7 @@ class TopSnapshot:
         departures: processes that stopped being mergeable, newest last.
         regions: smaps of the processes the UI selected (live only).
         note: a line for the status bar (a source error, a seek that restarted totals).
+        vm_verdicts: whether each VM on the host can merge, and why not (live only).
     """
 
     seq: int
@@ -187,3 +194,4 @@ class TopSnapshot:
     departures: tuple[Departure, ...] = ()
     regions: Mapping[int, Regions] = field(default_factory=dict)
     note: str = ""
+    vm_verdicts: tuple[Mergeability, ...] = ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.kernel.smaps import read_smaps
+from ksmtrace.mergeability import read_mergeability
 from ksmtrace.top.model import Regions
 
 #: Names of shared mappings that hold what would otherwise be anonymous memory (guest RAM
@@ -19,7 +20,9 @@ def shared_anon(name: str) -> bool:
 def read_regions(paths: HostPaths, pid: int) -> Regions | None:
     """The mappings of ``pid`` that matter to KSM: mergeable, hugetlb, shared anonymous-like.
 
-    Shared file mappings (a database file, say) are left out: KSM merges no file pages.
+    Shared file mappings (a database file, say) are left out: KSM merges no file pages. The
+    verdict of :func:`ksmtrace.mergeability.read_mergeability` (guest RAM of a VM, QEMU's
+    mem-merge and memory backends) comes along.
 
     Args:
         paths: where the host's /proc is.
@@ -32,4 +35,4 @@ def read_regions(paths: HostPaths, pid: int) -> Regions | None:
     if vmas is None:
         return None
     kept = tuple(v for v in vmas if v.mergeable or v.hugetlb or (v.shared and shared_anon(v.name)))
-    return Regions(pid, kept)
+    return Regions(pid, kept, verdict=read_mergeability(paths, pid))

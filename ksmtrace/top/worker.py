@@ -16,10 +16,11 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 from ksmtrace.events import Tick
+from ksmtrace.mergeability import Mergeability
 from ksmtrace.top.builder import SnapshotBuilder
 from ksmtrace.top.feeds import Feed
 from ksmtrace.top.model import Regions, TopSnapshot
@@ -43,6 +44,7 @@ REGIONS_EVERY_S = 2.0
 Post = Callable[[TopSnapshot], None]
 Fail = Callable[[BaseException], None]
 RegionsReader = Callable[[int], Regions | None]
+VmVerdicts = Callable[[], Sequence[Mergeability]]
 
 
 def _lower_thread_priority() -> None:
@@ -95,6 +97,7 @@ class SnapshotWorker:
         paused: start paused (a recording shows its first tick, or ``seek_s``).
         seek_s: start at this trace time.
         regions: reads a process's smaps for the detail pane (live only).
+        vms: says which VMs on the host can merge (live only; it paces its own reads).
         tape: snapshots kept for seeking back.
     """
 
@@ -109,6 +112,7 @@ class SnapshotWorker:
         paused: bool = False,
         seek_s: float | None = None,
         regions: RegionsReader | None = None,
+        vms: VmVerdicts | None = None,
         tape: int = TAPE_SNAPSHOTS,
     ) -> None:
         self.feed = feed
@@ -118,6 +122,8 @@ class SnapshotWorker:
         self.paused = paused
         self._seek: float | None = seek_s
         self._read_regions = regions if feed.live else None
+        self._read_vms = vms if feed.live else None
+        self._vms: tuple[Mergeability, ...] = ()
         self._tape = _Tape(tape)
         self._cursor = -1
         self._lock = threading.Lock()
@@ -347,6 +353,8 @@ class SnapshotWorker:
         self._note = f"totals since {start:.0f}s" if start > 0 else ""
 
     def _refresh_regions(self) -> bool:
+        if self._read_vms is not None:
+            self._vms = tuple(self._read_vms())
         if self._read_regions is None:
             return False
         now = time.monotonic()
@@ -374,6 +382,7 @@ class SnapshotWorker:
                 at_end=self._at_end,
                 regions=dict(self._regions),
                 note=self._note or self.feed.status,
+                vm_verdicts=self._vms,
             )
         self._post(snap)
 

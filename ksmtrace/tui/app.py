@@ -21,7 +21,7 @@ from ksmtrace.top.columns import COLUMNS, filter_rows, group_rows, sort_rows
 from ksmtrace.top.diagnosis import Finding, diagnose_host, diagnose_row
 from ksmtrace.top.feeds import Feed
 from ksmtrace.top.model import Row, TopSnapshot
-from ksmtrace.top.worker import TAPE_SNAPSHOTS, RegionsReader, SnapshotWorker
+from ksmtrace.top.worker import TAPE_SNAPSHOTS, RegionsReader, SnapshotWorker, VmVerdicts
 from ksmtrace.tui.help import HelpScreen
 from ksmtrace.tui.messages import SnapshotReady, WorkerFailed
 from ksmtrace.tui.widgets.detail import DetailPane
@@ -47,6 +47,7 @@ class TopApp(App[int]):
         paused: start paused.
         seek_s: start at this trace time.
         regions: reads a process's smaps for the detail pane (live only).
+        vms: says which VMs on the host can merge (live only).
         grouping: initial grouping ("process", "vm" or "cgroup").
         sort: initial sort column id.
         tape: snapshots kept for seeking back.
@@ -89,6 +90,7 @@ class TopApp(App[int]):
         paused: bool = False,
         seek_s: float | None = None,
         regions: RegionsReader | None = None,
+        vms: VmVerdicts | None = None,
         grouping: str = "process",
         sort: str = "saved",
         tape: int = TAPE_SNAPSHOTS,
@@ -96,7 +98,7 @@ class TopApp(App[int]):
         super().__init__()
         self.worker = SnapshotWorker(
             feed, self._post_snapshot, self._post_failure, window_s=window_s, speed=speed,
-            paused=paused, seek_s=seek_s, regions=regions, tape=tape,
+            paused=paused, seek_s=seek_s, regions=regions, vms=vms, tape=tape,
         )  # fmt: skip
         self.snapshot: TopSnapshot | None = None
         self.grouping = grouping
@@ -150,6 +152,8 @@ class TopApp(App[int]):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show a new snapshot, then let the worker send the next."""
+        if not self.query(KsmHeader):
+            return  # the app is closing: its widgets are gone
         self.snapshot = message.snapshot
         self.host_findings = diagnose_host(self.snapshot)
         self.refresh_view()
@@ -189,7 +193,7 @@ class TopApp(App[int]):
 
     def _refresh_detail(self) -> None:
         snap = self.snapshot
-        if snap is None:
+        if snap is None or not self.query(DetailPane):
             return
         row = self._selected_row()
         if row is not None:
@@ -214,6 +218,11 @@ class TopApp(App[int]):
         self.call_after_refresh(self.refresh_view)
 
     # -- view actions ---------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Quit: the worker stops first (and closes the feed), then the app exits."""
+        self.worker.stop(timeout_s=0)
+        self.exit()
 
     def action_help(self) -> None:
         """Show every key."""

@@ -113,6 +113,8 @@ def regions_text(row: Row, regions: Iterable[Regions], live: bool) -> Text:
         out.append(f"\n  {why}", "dim")
         return out
     for rs in regs:
+        if rs.verdict is not None:
+            out.append(f"\n  [{rs.pid}] {rs.verdict.verdict}")
         mg = [v for v in rs.regions if v.mergeable]
         out.append(
             f"\n  [{rs.pid}] {len(mg)} mappings, {fmt_bytes(sum(v.size for v in mg))} "

@@ -6,6 +6,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from ksmtrace.kernel.smaps import Vma
+from ksmtrace.mergeability import Mergeability
 from ksmtrace.top.columns import COLUMNS
 from ksmtrace.top.feeds import LiveFeed
 from ksmtrace.top.model import Regions
@@ -238,16 +239,25 @@ def test_huge_pages_and_shared_memory_in_the_regions_are_explained() -> None:
     )
     procs = [FakeProcess(301, "qemu-system-x86", merges_per_s=10, merging=100, vm="big-vm")]
     source = SyntheticSource(procs, FakeHost(interval_s=0.05), realtime=True)
-    app = TopApp(LiveFeed(source, 0.05), regions=lambda pid: Regions(pid, vmas))
+    off = Mergeability(302, "guest-off", "qemu", False, ("QEMU runs with mem-merge=off",))
+    app = TopApp(LiveFeed(source, 0.05), regions=lambda pid: Regions(pid, vmas), vms=lambda: [off])
 
     async def body(pilot: Pilot[int], app: TopApp) -> None:
-        await wait_until(pilot, lambda: "hugetlbfs" in text_of(app, "#detail-findings"))
+        await wait_until(
+            pilot,
+            lambda: (
+                "hugetlbfs" in text_of(app, "#detail-findings")
+                and "mappings" in text_of(app, "#detail-regions")
+                and "VM cannot merge" in text_of(app, "#findings")
+            ),
+        )
         findings = text_of(app, "#detail-findings")
         assert "256.0M in hugetlbfs mappings" in findings
         assert "512.0M in shared mappings" in findings
         regions = text_of(app, "#detail-regions")
         assert "[301] 1 mappings, 32.0M" in regions and "/memfd:pc.ram" in regions
         assert text_of(app, "#timeline").startswith("● LIVE")
+        assert "1 VM cannot merge guest RAM" in text_of(app, "#findings")
 
     run_app(app, body)
     assert source.closed, "quitting closed the live source"

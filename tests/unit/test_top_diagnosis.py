@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ksmtrace.kernel.smaps import Vma
+from ksmtrace.mergeability import Mergeability
 from ksmtrace.top.builder import SnapshotBuilder
 from ksmtrace.top.diagnosis import diagnose_host, diagnose_row
 from ksmtrace.top.feeds import RecordedFeed
@@ -122,3 +125,21 @@ def test_hugetlb_shared_and_thp_regions_are_explained() -> None:
     assert found["shared"].title == "32.0M in shared mappings"
     small = Regions(102, (Vma(0, 4096, "/memfd:x", shared=True),))
     assert diagnose_row(snap, row, [small]) == []
+
+
+def test_vm_verdicts_of_the_mergeability_module_are_said() -> None:
+    snap = last_snapshot(scenarios.churn())
+    off = Mergeability(
+        77, "guest-off", "qemu", False, ("QEMU runs with mem-merge=off: guest RAM is never marked",)
+    )
+    ok = Mergeability(78, "guest-on", "qemu", True, notes=("guest RAM is in THP",))
+    snap = dataclasses.replace(snap, vm_verdicts=(off, ok))
+    found = {f.code: f for f in diagnose_host(snap)}
+    assert found["vm-not-mergeable"].title == "1 VM cannot merge guest RAM"
+    assert "guest-off (pid 77): QEMU runs with mem-merge=off" in found["vm-not-mergeable"].text
+    row = next(r for r in snap.rows if r.pids == (102,))
+    codes = [f.code for f in diagnose_row(snap, row, [Regions(102, (), verdict=off)])]
+    assert codes[0] == "row-not-mergeable"
+    notes = diagnose_row(snap, row, [Regions(102, (), verdict=ok)])
+    assert [(f.code, f.text) for f in notes] == [("row-note", "guest RAM is in THP")]
+    assert diagnose_row(snap, row, [Regions(999, (), verdict=off)]) == [], "other pid"
