@@ -121,6 +121,7 @@ class SnapshotWorker:
         self.speed = speed
         self.paused = paused
         self._seek: float | None = seek_s
+        self._target: float | None = None
         self._read_regions = regions if feed.live else None
         self._read_vms = vms if feed.live else None
         self._vms: tuple[Mergeability, ...] = ()
@@ -195,12 +196,14 @@ class SnapshotWorker:
         duration = self.feed.duration_s
         if duration is not None:
             t_s = min(t_s, duration)
-        self._control(_seek=max(0.0, t_s))
+        self._control(_seek=max(0.0, t_s), _target=max(0.0, t_s))
 
     def seek_by(self, delta_s: float) -> None:
-        """Move the time cursor by ``delta_s`` seconds from the shown snapshot."""
-        shown = self._shown_t()
-        self.seek(shown + delta_s)
+        """Move the time cursor by ``delta_s`` seconds (from a seek not yet shown, if any)."""
+        with self._lock:
+            target = self._target
+        start = target if target is not None and target != float("inf") else self._shown_t()
+        self.seek(start + delta_s)
 
     def select(self, pids: tuple[int, ...]) -> None:
         """The processes of the selected row, whose smaps the detail pane shows (live)."""
@@ -339,6 +342,9 @@ class SnapshotWorker:
                     break
         if items:
             self._show(self._tape.index_at(t_s))
+        with self._lock:
+            if self._seek is None:
+                self._target = None  # shown: later seeks start from the shown time
 
     def _reopen(self, t_s: float) -> None:
         start = max(0.0, t_s - self.window_s)

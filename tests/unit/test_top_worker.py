@@ -98,6 +98,20 @@ def test_seeking_within_the_tape_forward_and_far_back(recording: RecordedFeed) -
         w.stop()
 
 
+def test_quick_seeks_add_up(recording: RecordedFeed) -> None:
+    c = Collector()
+    w = start(recording, c, paused=True, seek_s=5.0)
+    try:
+        c.wait(lambda s: s.t_s == 5.0)
+        for _ in range(4):
+            w.seek_by(5)
+        c.wait(lambda s: s.t_s == 25.0)
+        w.seek_by(-10)
+        c.wait(lambda s: s.t_s == 15.0)
+    finally:
+        w.stop()
+
+
 def test_seeking_past_a_far_point_reopens_and_says_totals_restart() -> None:
     feed = tick_list_feed(synthetic_ticks(PROCS, 400))
     c = Collector()

@@ -46,13 +46,13 @@ def _savings_line(h: HostFigures) -> Text:
 def _activity_line(h: HostFigures, window_s: float) -> Text:
     last = ""
     if h.last_scan_s is not None:
-        last = f", last {fmt_seconds(h.last_scan_s)} ({fmt_seconds(h.last_scan_cpu_s)} CPU)"
+        last = f" (last {fmt_seconds(h.last_scan_s)}, {fmt_seconds(h.last_scan_cpu_s)} CPU)"
     line = Text(f"full scans {h.full_scans}{last}  merges {fmt_count(h.merges_per_s)}/s  COW ")
     line.append(f"{fmt_count(h.cow_per_s)}/s", "bold yellow" if h.cow_per_s else "")
     line.append("  lost ")
     lost = f"{h.lost_window} ({h.lost_total} total)" if h.lost_total else "0"
     line.append(lost, "bold red" if h.lost_total else "")
-    line.append(f"  [{window_s:.0f}s avg]", "dim")
+    line.append(f"  {window_s:.0f}s avg", "dim")
     return line
 
 
