@@ -95,6 +95,7 @@ BPF_F_TABLE("hash", struct merged_key, u64, merged, MERGED_MAX, BPF_F_NO_PREALLO
 BPF_F_TABLE("hash", u64, struct fork_link, forks, 65536, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", u64, u64, exited, 65536, BPF_F_NO_PREALLOC);
 BPF_HASH(unshares, u32, struct unshare_run, 4096);
+BPF_ARRAY(zero_pages_possible, u64, 1);
 BPF_ARRAY(pair, struct pair_state, 1);
 BPF_ARRAY(run, struct scan_run, 1);
 BPF_ARRAY(scancfg, struct scan_cfg, 1);
@@ -384,6 +385,14 @@ RAW_TRACEPOINT_PROBE(mm_page_alloc)
     u64 gfp = ctx->args[2];
     if (order != 0 || !(gfp & GFP_MOVABLE) || !(gfp & GFP_HIGHMEM))
         return 0;
+    // Zeroed pages replace KSM zero pages only; most of them are first-touch faults. User
+    // space says whether KSM zero pages can exist (use_zero_pages or ksm_zero_pages > 0).
+    if (gfp & GFP_ZERO) {
+        u32 zero = 0;
+        u64 *possible = zero_pages_possible.lookup(&zero);
+        if (!possible || !*possible)
+            return 0;
+    }
     u64 task = (u64)bpf_get_current_task();
     u64 mm = rd64(task + OFF_TASK_MM);
     if (!mm || !holds_own_mmap_write_lock(task, mm))
@@ -612,7 +621,10 @@ static __always_inline int calibrate_scan_site(struct bpf_raw_tracepoint_args *c
     return 0;
 }
 
-RAW_TRACEPOINT_PROBE(mmap_lock_acquire_returned)
+// Attached by user space (LiveSource) to raw tracepoint mmap_lock_acquire_returned, all the
+// time ("exact" scan cost) or one interval in several ("sampled"): every mmap_lock
+// acquisition on the host runs this, which is the largest overhead of the probe set.
+int scan_lock(struct bpf_raw_tracepoint_args *ctx)
 {
     if ((u32)bpf_get_current_pid_tgid() != KSMD_PID)
         return 0;

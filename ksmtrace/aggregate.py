@@ -143,6 +143,7 @@ class ProcessInterval:
     saved_bytes: int
     alive: bool
     rmap_items: int = 0
+    scan_estimated: bool = False
 
     @property
     def churn(self) -> float | None:
@@ -410,6 +411,7 @@ class Accumulator:
         scan = per_kind[EventKind.SCAN]
         scanned = _count_by_pid(scan, scan["value"].astype(np.float64))
         cpu = _count_by_pid(scan, scan["value2"].astype(np.float64))
+        estimated = set(scan["pid"][(scan["flags"] & int(EventFlag.ESTIMATED)) != 0].tolist())
         pids = set(sample.processes) | set().union(*counts.values(), unmerged, scanned)
         if self.pid_filter is not None:
             pids &= self.pid_filter
@@ -444,6 +446,7 @@ class Accumulator:
                     saved_bytes=share_of_savings(sample, merging, zero),
                     alive=st is not None,
                     rmap_items=st.rmap_items if st else 0,
+                    scan_estimated=pid in estimated,
                 )
             )
         rows.sort(key=lambda r: (-r.saved_bytes, -r.merges, r.pid))

@@ -138,6 +138,8 @@ class EventFlag(IntFlag):
     """ENTER: registered by the parent during fork (the mm is the child's)."""
     FOREIGN = 0x40
     """REMOVE_*: fired outside ksmd (run=2, knob change, memory hot-remove)."""
+    ESTIMATED = 0x80
+    """SCAN: estimated from the shares of the last sampled interval (sampled scan cost)."""
 
 
 #: Field layout of ``struct ksmtrace_event``; keep in sync with bpf/ksmtrace.bpf.c.

@@ -13,6 +13,7 @@ from ksmtrace.errors import UsageError
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.mergeability import VmWatch
 from ksmtrace.probes.live import LiveOptions, LiveSource
+from ksmtrace.probes.scan_sampling import SCAN_COST_MODES
 from ksmtrace.render.jsonl import format_interval_json
 from ksmtrace.render.summary import format_summary
 from ksmtrace.render.table import format_interval, format_vm_notes
@@ -80,6 +81,22 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
         help="count a write to a remembered merged page as COW instead of checking the page "
         "table (less exact; for kernels where calibration fails)",
     )
+    g.add_argument(
+        "--scan-cost",
+        choices=SCAN_COST_MODES,
+        default="sampled",
+        help="how ksmd's pages and CPU are split by process: 'sampled' (default) traces one "
+        "interval in --sample-every and splits the kernel's exact totals by those shares in "
+        "between (marked ~); 'exact' traces every mmap_lock acquisition all the time (costs "
+        "ksmd and mmap-heavy programs 10-30 %%); 'off' does not split them",
+    )
+    g.add_argument(
+        "--sample-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="with --scan-cost sampled, trace scan cost one interval in N (10)",
+    )
     g.add_argument("--debug-dir", type=Path, help="write the rendered BPF program and bcc log")
 
 
@@ -87,10 +104,14 @@ def probe_options(args: argparse.Namespace) -> LiveOptions:
     """LiveOptions from the shared probe options."""
     if args.max_tracked_pages < 1024:
         raise UsageError("--max-tracked-pages must be at least 1024")
+    if args.sample_every < 1:
+        raise UsageError("--sample-every must be at least 1")
     return LiveOptions(
         merged_max=args.max_tracked_pages,
         page_walk=not args.no_page_walk,
         debug_dir=args.debug_dir,
+        scan_cost=args.scan_cost,
+        sample_every=args.sample_every,
     )
 
 

@@ -97,6 +97,23 @@ class BccProgram:
                 debug_log.write_text(log_path.read_text(errors="replace"))
         self._ring_callbacks: list[Any] = []
 
+    def attach_raw_tracepoint(self, tracepoint: str, function: str) -> None:
+        """Attach the program ``function`` (not auto-attached) to a raw tracepoint."""
+        try:
+            self._bpf.attach_raw_tracepoint(tp=tracepoint.encode(), fn_name=function.encode())
+        except Exception as exc:  # bcc raises bare Exception
+            raise ProbeError(_describe_failure(str(exc), "")) from exc
+
+    def detach_raw_tracepoint(self, tracepoint: str) -> None:
+        """Detach whatever ``attach_raw_tracepoint`` attached to ``tracepoint``."""
+        with contextlib.suppress(Exception):
+            self._bpf.detach_raw_tracepoint(tp=tracepoint.encode())
+
+    def set_array_u64(self, name: str, value: int, index: int = 0) -> None:
+        """Store ``value`` at ``index`` of a ``BPF_ARRAY(name, u64, N)``."""
+        table = self._bpf[name]
+        table[ctypes.c_int(index)] = table.Leaf(value)
+
     def open_ring_buffer(self, name: str, on_record: Callable[[bytes], None]) -> None:
         """Call ``on_record(raw_bytes)`` for every record the ring buffer ``name`` delivers."""
 

@@ -31,8 +31,11 @@ from ksmtrace.probes.program import (
     Stat,
     render_main,
 )
+from ksmtrace.probes.scan_sampling import ScanShares
 
 LOCK_HELPER = "__mmap_lock_do_trace_acquire_returned"
+#: The raw tracepoint the scan-cost probe (``scan_lock``) is attached to, when it is.
+SCAN_TRACEPOINT = "mmap_lock_acquire_returned"
 #: An unshare run (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0) that allocated nothing for this
 #: long is finished: unsharing loops over the pages without pause.
 UNSHARE_IDLE_NS = 50_000_000
@@ -52,12 +55,18 @@ class LiveOptions:
         page_walk: check write faults against the page table (exact COW counts); when False
             or when calibration fails, a write to a remembered merged page counts as a COW.
         debug_dir: where to write the rendered program and compiler output.
+        scan_cost: "exact" (pages scanned and ksmd CPU per process traced all the time),
+            "sampled" (traced one interval in ``sample_every``, estimated in between: far
+            less overhead for ksmd and mmap-heavy programs) or "off".
+        sample_every: in "sampled" mode, trace one interval in this many.
     """
 
     merged_max: int = 262144
     ringbuf_pages: int = 2048
     page_walk: bool = True
     debug_dir: Path | None = None
+    scan_cost: str = "exact"
+    sample_every: int = 10
 
 
 @dataclass(slots=True)
@@ -70,6 +79,7 @@ class ProbeState:
     ksmd_pid: int = 0
     stats: dict[str, int] = field(default_factory=dict)
     lost_total: dict[int, int] = field(default_factory=dict)
+    scan_cost: str = "exact"
 
 
 def require_root() -> None:
@@ -95,6 +105,8 @@ class LiveSource:
         self._lost_seen: list[int] = []
         self._last_sample: HostSample | None = None
         self._pruned = 0
+        self._scan_attached = False
+        self._shares = ScanShares()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -132,8 +144,12 @@ class LiveSource:
             self._prog = BccProgram(text, kernel_source=tree.path, debug_log=log)
             self._prog.open_ring_buffer("events", self._chunks.append)
             self._preload_scan_site()
+            self.state.scan_cost = self.options.scan_cost
+            if self.options.scan_cost != "off":
+                self._attach_scan_probe()
             self._lost_seen = self._prog.array_u64("lost")
             self._last_sample = self.sample()
+            self._update_zero_pages_flag(self._last_sample)
         except BaseException:
             self.close()
             raise
@@ -328,6 +344,47 @@ class LiveSource:
             self.state.stats["merged_pruned"] = self._pruned
         return self.state.stats
 
+    def _attach_scan_probe(self) -> None:
+        assert self._prog is not None
+        if self._scan_attached:
+            return
+        # A fresh run: CPU and pages since the last detach belong to nobody in particular.
+        self._prog.set_array_struct("run", {"mm": 0, "pages": 0, "ns": 0, "last_runtime": 0})
+        self._prog.attach_raw_tracepoint(SCAN_TRACEPOINT, "scan_lock")
+        self._scan_attached = True
+
+    def _detach_scan_probe(self) -> None:
+        assert self._prog is not None
+        if self._scan_attached:
+            self._prog.detach_raw_tracepoint(SCAN_TRACEPOINT)
+            self._scan_attached = False
+
+    def _update_zero_pages_flag(self, sample: HostSample) -> None:
+        # Zeroed allocations matter only while KSM zero pages can exist (mm_page_alloc).
+        assert self._prog is not None
+        possible = sample.ksm.get("use_zero_pages") == 1 or sample.counter("ksm_zero_pages") > 0
+        self._prog.set_array_u64("zero_pages_possible", int(possible))
+
+    def _scan_cost(
+        self, k: int, batch: EventBatch, prev: HostSample, cur: HostSample
+    ) -> EventBatch:
+        """Apply the sampled-mode schedule after interval ``k``; estimated SCAN events."""
+        if self.options.scan_cost != "sampled":
+            return batch
+        traced = self._scan_attached
+        if traced:
+            self._shares.learn(batch)
+        every = max(1, self.options.sample_every)
+        # The first interval is traced (attached at start), then one in ``every``.
+        if (k + 1) % every == 0:
+            self._attach_scan_probe()
+        else:
+            self._detach_scan_probe()
+        if traced:
+            return batch
+        estimated = self._shares.estimate(prev, cur)
+        return EventBatch.concat([batch, EventBatch.from_events(estimated)]) if estimated else batch
+
     def ticks(self, interval_s: float, duration_s: float | None = None) -> Iterator[Tick]:
         """Yield one Tick every ``interval_s`` seconds until ``duration_s`` has passed.
 
@@ -342,6 +399,7 @@ class LiveSource:
         end = None if duration_s is None else start + int(duration_s * 1e9)
         t_next = start + interval_ns
         next_gc = start + GC_INTERVAL_NS
+        k = 0
         while True:
             while (now := time.monotonic_ns()) < t_next:
                 self._prog.poll(max(1, min(100, (t_next - now) // 1_000_000)))
@@ -354,6 +412,9 @@ class LiveSource:
             estimated = run2_unmerges(prev, sample)
             if estimated:
                 batch = EventBatch.concat([batch, EventBatch.from_events(estimated)])
+            batch = self._scan_cost(k, batch, prev, sample)
+            self._update_zero_pages_flag(sample)
+            k += 1
             pids = {int(p) for p in batch.records["pid"]} | set(sample.processes)
             idents = {pid: self.identities.get(pid) for pid in pids if pid}
             self.refresh_stats()

@@ -34,6 +34,7 @@ def _process(row: ProcessInterval) -> dict[str, Any]:
         "lifetime_p50_s": row.lifetime_p50_s,
         "pages_scanned": row.scanned,
         "scan_cpu_ns": row.scan_cpu_ns,
+        "scan_estimated": row.scan_estimated,
     }
 
 

@@ -27,13 +27,15 @@ def _name(row: ProcessInterval) -> str:
 
 
 def format_row(row: ProcessInterval, seconds: float) -> str:
-    """One process line of the table."""
+    """One process line of the table; "~" marks scan cost estimated (sampled mode)."""
+    mark = "~" if row.scan_estimated else ""
+    scan = mark + fmt_count(row.scanned / seconds)
+    cpu = f"{mark}{row.scan_cpu_ns / 1e6 / seconds:.1f}"
     return (
         f"{row.pid:>7} {_name(row):<13} {fmt_bytes(row.saved_bytes):>7} "
         f"{fmt_count(row.merging_pages):>7} {fmt_count(row.merges / seconds):>7} "
         f"{fmt_count(row.cows / seconds):>6} {fmt_ratio(row.churn):>5} "
-        f"{fmt_seconds(row.lifetime_p50_s):>6} {fmt_count(row.scanned / seconds):>6} "
-        f"{row.scan_cpu_ns / 1e6 / seconds:>7.1f}"
+        f"{fmt_seconds(row.lifetime_p50_s):>6} {scan:>6} {cpu:>7}"
     )
 
 
