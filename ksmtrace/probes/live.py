@@ -358,6 +358,8 @@ class LiveSource:
         if self._scan_attached:
             self._prog.detach_raw_tracepoint(SCAN_TRACEPOINT)
             self._scan_attached = False
+            # Forget the run in flight, or ksm_stop_scan would report it while detached.
+            self._prog.set_array_struct("run", {"mm": 0, "pages": 0, "ns": 0, "last_runtime": 0})
 
     def _update_zero_pages_flag(self, sample: HostSample) -> None:
         # Zeroed allocations matter only while KSM zero pages can exist (mm_page_alloc).
@@ -372,15 +374,17 @@ class LiveSource:
         if self.options.scan_cost != "sampled":
             return batch
         traced = self._scan_attached
-        if traced:
-            self._shares.learn(batch)
         every = max(1, self.options.sample_every)
         # The first interval is traced (attached at start), then one in ``every``.
         if (k + 1) % every == 0:
             self._attach_scan_probe()
-        else:
+        elif traced:
+            # Detach first, then take what the probe delivered since the drain: the next
+            # interval is estimated and must hold no measured scanning.
             self._detach_scan_probe()
+            batch = EventBatch.concat([batch, self.drain(settle_ns=UNSHARE_IDLE_NS)])
         if traced:
+            self._shares.learn(batch)
             return batch
         estimated = self._shares.estimate(prev, cur)
         return EventBatch.concat([batch, EventBatch.from_events(estimated)]) if estimated else batch

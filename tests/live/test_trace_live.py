@@ -13,7 +13,7 @@ import pytest
 from ksmtrace.aggregate import Accumulator
 from ksmtrace.events import LIFETIME_UNKNOWN, EventBatch, EventFlag, EventKind, UnmergeKind
 from ksmtrace.kernel.sysfs import KnobGuard
-from ksmtrace.probes.live import LiveSource
+from ksmtrace.probes.live import LiveOptions, LiveSource
 from ksmtrace.workers import Worker, wait_until
 
 from .conftest import cow_ksm, full_scans, merging_pages
@@ -241,3 +241,28 @@ def test_run2_unmerges_are_estimated_per_process(
     assert led.cow_ksm_delta >= 2000
     assert sum(r.ledger.explicit for r in reports) >= 2000
     assert abs(led.unattributed) <= 0.01 * led.cow_ksm_delta
+
+
+def test_sampled_scan_cost_traces_on_schedule_and_estimates_in_between(
+    fresh_ksm: KnobGuard, spawn: SpawnFn
+) -> None:
+    a = spawn("samp-a", 4000, shared=0.5, seed=31)
+    b = spawn("samp-b", 2000, shared=0.5, seed=32)
+    fresh_ksm.set("smart_scan", 0)  # steady shares: every page visited every pass
+    start_ksm(fresh_ksm, pages_to_scan=1000, sleep_ms=10)
+    wait_full_scans(3)
+    src = LiveSource(options=LiveOptions(scan_cost="sampled", sample_every=3))
+    with src:
+        ticks = list(src.ticks(1.0, 6.0))
+    traced, estimated = [], []
+    for t in ticks:
+        scan = t.events.of_kind(EventKind.SCAN)
+        est = (scan["flags"] & EventFlag.ESTIMATED) != 0
+        assert est.all() or not est.any(), "an interval is either traced or estimated"
+        (estimated if est.any() else traced).append(scan)
+    # Interval 0 and 3 are traced (attached at start, then one in three).
+    assert len(traced) == 2 and len(estimated) == 4
+    for scan in estimated:
+        pages = {p: int(scan["value"][scan["pid"] == p].sum()) for p in (a.pid, b.pid)}
+        # a has twice b's pages, so it gets about twice its share of the scanning.
+        assert 1.7 < pages[a.pid] / pages[b.pid] < 2.3, pages
