@@ -20,7 +20,7 @@ from ksmtrace.kernel import procfs, sysfs
 from ksmtrace.kernel.btf import Btf
 from ksmtrace.kernel.headers import require_header_tree
 from ksmtrace.kernel.kallsyms import symbol_range
-from ksmtrace.kernel.offsets import resolve_layout
+from ksmtrace.kernel.offsets import KernelLayout, resolve_layout
 from ksmtrace.kernel.taskstats import TaskCpuReader
 from ksmtrace.probes import calibrate
 from ksmtrace.probes.bcc_adapter import BccProgram
@@ -154,12 +154,12 @@ class LiveSource:
             self.close()
             raise
 
-    def _page_tables(self, layout: object, kernel_source: Path | None) -> PageTables | None:
+    def _page_tables(self, layout: KernelLayout, kernel_source: Path | None) -> PageTables | None:
         if not self.options.page_walk:
             self.state.page_walk_note = "disabled by option"
             return None
         try:
-            tables = calibrate.page_tables(self.paths, layout, kernel_source)  # type: ignore[arg-type]
+            tables = calibrate.page_tables(self.paths, layout, kernel_source)
         except KsmtraceError as exc:
             self.state.page_walk_note = f"unavailable ({exc})"
             return None
