@@ -99,6 +99,9 @@ BPF_ARRAY(zero_pages_possible, u64, 1);
 BPF_ARRAY(pair, struct pair_state, 1);
 BPF_ARRAY(run, struct scan_run, 1);
 BPF_ARRAY(scancfg, struct scan_cfg, 1);
+// A pause at least this long after a voluntary switch is ksmd sleeping between batches (set
+// by user space from sleep_millisecs; 0: learn the scan site only at a full-scan start).
+BPF_ARRAY(min_gap, u64, 1);
 BPF_ARRAY(lost, u64, N_KINDS);
 BPF_ARRAY(stats, u64, N_STATS);
 BPF_PERCPU_ARRAY(scratch, struct calib_scratch, 1);
@@ -590,8 +593,11 @@ static __always_inline int calibrate_scan_site(struct bpf_raw_tracepoint_args *c
     u64 window = base + THREAD_SIZE - STACK_WINDOW_WORDS * 8;
     if (bpf_probe_read_kernel(s->words, sizeof(s->words), (void *)window) != 0)
         return 0;
+    // Search from the top of the stack down: the live return address sits just below
+    // ksm_scan_thread's frame; stale copies of the same value can linger deeper, in the
+    // dead area below the current stack pointer.
     u64 slot = 0;
-    for (int i = 0; i < STACK_WINDOW_WORDS; i++) {
+    for (int i = STACK_WINDOW_WORDS - 1; i >= 0; i--) {
         if (s->words[i] == site) {
             slot = window + i * 8;
             break;
@@ -643,7 +649,9 @@ int scan_lock(struct bpf_raw_tracepoint_args *ctx)
         } else {
             // The first lock of a batch (after ksmd slept) is a scan lock too.
             u64 vcsw = ksmd_vcsw();
-            if (cfg->last_ns && vcsw != cfg->last_csw && now - cfg->last_ns > BATCH_GAP_NS)
+            u64 *gap = min_gap.lookup(&zero);
+            if (gap && *gap && cfg->last_ns && vcsw != cfg->last_csw &&
+                now - cfg->last_ns > *gap)
                 ok = calibrate_scan_site(ctx, cfg, 0);
             cfg->last_csw = vcsw;
         }

@@ -107,6 +107,8 @@ class LiveSource:
         self._pruned = 0
         self._scan_attached = False
         self._shares = ScanShares()
+        self._scan_check: tuple[int, int, bool, bool] | None = None
+        self._site_resets = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -150,6 +152,7 @@ class LiveSource:
             self._lost_seen = self._prog.array_u64("lost")
             self._last_sample = self.sample()
             self._update_zero_pages_flag(self._last_sample)
+            self._check_scan_site(self._last_sample)
         except BaseException:
             self.close()
             raise
@@ -342,6 +345,7 @@ class LiveSource:
             self.state.stats = {s.name.lower(): values[s.value] for s in Stat}
             self.state.stats["scan_site_ready"] = int(self.scan_site_ready)
             self.state.stats["merged_pruned"] = self._pruned
+            self.state.stats["scan_site_resets"] = self._site_resets
         return self.state.stats
 
     def _attach_scan_probe(self) -> None:
@@ -360,6 +364,33 @@ class LiveSource:
             self._scan_attached = False
             # Forget the run in flight, or ksm_stop_scan would report it while detached.
             self._prog.set_array_struct("run", {"mm": 0, "pages": 0, "ns": 0, "last_runtime": 0})
+
+    def _check_scan_site(self, sample: HostSample) -> None:
+        """Keep the scan-site recognition honest against the kernel's pages_scanned.
+
+        Scan-site locks are one per page scanned plus one per mm per pass; if a whole
+        traced interval shows something else, the learned site is wrong (a stale cache, or
+        a vote misled by lock contention): forget it and learn again.
+        """
+        assert self._prog is not None
+        sleep = sample.ksm.get("sleep_millisecs")
+        gap = int(sleep) * 800_000 if isinstance(sleep, int) and sleep >= 2 else 0
+        self._prog.set_array_u64("min_gap", gap)
+        locks = self._prog.array_u64("stats")[Stat.SCAN_LOCKS]
+        now = (locks, sample.counter("pages_scanned"), self._scan_attached, self.scan_site_ready)
+        before, self._scan_check = self._scan_check, now
+        if before is None or not (before[2] and before[3] and now[3]):
+            return
+        d_locks, d_pages = now[0] - before[0], now[1] - before[1]
+        if d_pages >= 2000 and not 0.5 <= d_locks / d_pages <= 2.0:
+            self._prog.set_array_struct(
+                "scancfg",
+                {"slot_addr": 0, "site_ret": 0, "cand_slot": 0, "cand_ret": 0, "votes": 0,
+                 "state": 0},
+            )  # fmt: skip
+            self._scan_cache().unlink(missing_ok=True)
+            self._scan_check = None
+            self._site_resets += 1
 
     def _update_zero_pages_flag(self, sample: HostSample) -> None:
         # Zeroed allocations matter only while KSM zero pages can exist (mm_page_alloc).
@@ -418,6 +449,7 @@ class LiveSource:
                 batch = EventBatch.concat([batch, EventBatch.from_events(estimated)])
             batch = self._scan_cost(k, batch, prev, sample)
             self._update_zero_pages_flag(sample)
+            self._check_scan_site(sample)
             k += 1
             pids = {int(p) for p in batch.records["pid"]} | set(sample.processes)
             idents = {pid: self.identities.get(pid) for pid in pids if pid}

@@ -77,7 +77,6 @@ class ProgramConfig:
         flush_pages: longest run of scanned pages reported as one SCAN event.
         thread_size: kernel stack size.
         stack_window_words: how many words below the stack top to search for the scan site.
-        batch_gap_ns: shortest pause that counts as ksmd sleeping between batches.
     """
 
     ksmd_pid: int
@@ -89,7 +88,6 @@ class ProgramConfig:
     flush_pages: int = 4096
     thread_size: int = 16384
     stack_window_words: int = 512
-    batch_gap_ns: int = 1_000_000
 
 
 def bpf_source_dir() -> Path:
@@ -150,7 +148,6 @@ def _defines(cfg: ProgramConfig) -> list[str]:
         f"#define FLUSH_PAGES {cfg.flush_pages}",
         f"#define THREAD_SIZE {cfg.thread_size}",
         f"#define STACK_WINDOW_WORDS {cfg.stack_window_words}",
-        f"#define BATCH_GAP_NS {cfg.batch_gap_ns}ULL",
         f"#define OFF_MM_LOCK_OWNER {lay.mm_lock_owner}",
         f"#define OFF_PT_REGS_ORIG_AX {lay.pt_regs_orig_ax}",
         f"#define OFF_MM_FLAGS {lay.mm_flags}",
