@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ksmtrace.engine.cost import CostProfile
+from ksmtrace.errors import KsmtraceError
 from ksmtrace.events import EventKind, Tick
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.kernel import sysfs
@@ -208,7 +209,12 @@ def measure_cost(
         time.sleep(0.05)
     x = np.array(rows.x, dtype=np.float64)
     y = np.array(rows.y, dtype=np.float64)
-    ksm_ns, page_ns, merge_ns, skip_ns = nnls(x, y) if len(y) >= 4 else (0.0, 0.0, 0.0, 0.0)
+    if len(y) < 4:
+        raise KsmtraceError(
+            "calibrate-cost measured no per-process scan cost (ksmd's scan site is not "
+            "recognised yet, or ksmd did not run); run it again, or check 'ksmtrace doctor'"
+        )
+    ksm_ns, page_ns, merge_ns, skip_ns = nnls(x, y)
     hz = host_hz(paths)
     jiffy = 1e9 / hz
     wake_ns = solve_wake_latency(period_ns, -(-10 * hz // 1000), jiffy, _PERIOD_PAGES * page_ns)

@@ -135,15 +135,22 @@ def require_profile(path: Path | None, embedded: CostProfile | None) -> CostProf
     """
     if path is not None:
         try:
-            return CostProfile.from_json(path.read_text())
+            profile = CostProfile.from_json(path.read_text())
         except OSError as exc:
             raise UsageError(f"cannot read cost profile {path}: {exc.strerror}") from None
-    if embedded is not None:
-        return embedded
-    stored = load_profile()
-    if stored is None:
+    elif embedded is not None:
+        profile = embedded
+    else:
+        stored = load_profile()
+        if stored is None:
+            raise UsageError(
+                "no ksmd cost profile: measure one on the host with 'ksmtrace calibrate-cost' "
+                "(as root), or pass --cost-profile FILE"
+            )
+        profile = stored
+    if profile.ksm_page_ns <= 0 and profile.page_ns <= 0:
         raise UsageError(
-            "no ksmd cost profile: measure one on the host with 'ksmtrace calibrate-cost' "
-            "(as root), or pass --cost-profile FILE"
+            "the ksmd cost profile says scanning a page costs nothing, so it would predict no "
+            "CPU at all; measure again with 'ksmtrace calibrate-cost' (as root)"
         )
-    return stored
+    return profile
