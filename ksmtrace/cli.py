@@ -62,7 +62,12 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run ksmtrace; returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        # Option types may raise a KsmtraceError (a bad --from, --max-size...).
+        args = parser.parse_args(argv)
+    except KsmtraceError as exc:
+        print(f"ksmtrace: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     if args.command is None:
         parser.print_help()
         return 0

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ksmtrace.commands.argtypes import positive_float, positive_int
+from ksmtrace.errors import UsageError
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.kernel.session_lock import SessionLock
 from ksmtrace.kernel.sysfs import KnobGuard
@@ -40,8 +42,12 @@ def add_parser(sub: Any) -> None:
         type=Path,
         help="where to write (default /var/lib/ksmtrace/cost-profile.json)",
     )
-    p.add_argument("--phase", type=float, default=6.0, help="seconds per phase (6)")
-    p.add_argument("--pages", type=int, default=16384, help="pages per workload process")
+    p.add_argument(
+        "--phase", type=positive_float("--phase"), default=6.0, help="seconds per phase (6)"
+    )
+    p.add_argument(
+        "--pages", type=positive_int("--pages"), default=16384, help="pages per workload process"
+    )
     p.add_argument(
         "--wait", type=float, default=600.0, help="seconds to wait for another KSM session (600)"
     )
@@ -59,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from ksmtrace.engine.cost import PROFILE_PATH
 
     output = args.output or PROFILE_PATH
+    if args.output is not None and not args.output.parent.is_dir():
+        raise UsageError(f"cannot write {args.output}: folder {args.output.parent} does not exist")
     require_root()
     paths = HostPaths.from_env()
     with SessionLock("ksmtrace calibrate-cost", wait_s=args.wait), KnobGuard(paths) as guard:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from ksmtrace.aggregate import Accumulator
+from ksmtrace.commands.argtypes import positive_float
 from ksmtrace.commands.trace import add_probe_options, probe_options
 from ksmtrace.errors import UsageError
 from ksmtrace.hostpaths import HostPaths
@@ -52,8 +53,12 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_probe_options(p)
-    p.add_argument("--duration", type=float, default=30.0, help="seconds to trace (30)")
-    p.add_argument("--interval", type=float, default=3.0, help="seconds per table (3)")
+    p.add_argument(
+        "--duration", type=positive_float("--duration"), default=30.0, help="seconds to trace (30)"
+    )
+    p.add_argument(
+        "--interval", type=positive_float("--interval"), default=3.0, help="seconds per table (3)"
+    )
     p.add_argument("--pages-to-scan", default="1000", help="KSM pages_to_scan during the demo")
     p.add_argument("--sleep-millisecs", default="10", help="KSM sleep_millisecs during the demo")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -70,26 +75,37 @@ def run(args: argparse.Namespace) -> int:
     paths = HostPaths.from_env()
     say = (lambda *_a, **_k: None) if args.quiet else print
     source = LiveSource(paths, probe_options(args))
-    with SessionLock("ksmtrace demo"), KnobGuard(paths) as guard, source:
-        say("Starting the workload: web-1..3 (shared content), cache (rewrites), unique.")
-        with Workers(DEMO_WORKERS) as workers:
-            acc = Accumulator(workers.pids)
-            guard.set("pages_to_scan", pages_to_scan)
-            guard.set("sleep_millisecs", sleep_ms)
-            guard.set("run", "1")
-            say(
-                f"KSM on: run=1 pages_to_scan={pages_to_scan} sleep_millisecs={sleep_ms} "
-                f"(was {', '.join(f'{k}={v}' for k, v in guard.changed.items())}); "
-                f"tracing for {args.duration:.0f} s, Ctrl-C ends early.\n"
-            )
-            started = time.monotonic()
-            try:
+    acc: Accumulator | None = None
+    started = time.monotonic()
+    # Ctrl-C at any moment after KSM is on ends the demo with a summary of what was traced;
+    # the with-blocks restore the knobs and end the workload first, whatever happens.
+    try:
+        with SessionLock("ksmtrace demo"), KnobGuard(paths) as guard, source:
+            if guard.recovered:
+                say(f"Restored the KSM knobs a killed ksmtrace session left: {guard.recovered}")
+            say("Starting the workload: web-1..3 (shared content), cache (rewrites), unique.")
+            with Workers(DEMO_WORKERS) as workers:
+                acc = Accumulator(workers.pids)
+                guard.set("pages_to_scan", pages_to_scan)
+                guard.set("sleep_millisecs", sleep_ms)
+                guard.set("run", "1")
+                say(
+                    f"KSM on: run=1 pages_to_scan={pages_to_scan} sleep_millisecs={sleep_ms} "
+                    f"(was {', '.join(f'{k}={v}' for k, v in guard.changed.items())}); "
+                    f"tracing for {args.duration:.0f} s, Ctrl-C ends early.\n",
+                    flush=True,
+                )
+                started = time.monotonic()
                 for tick in source.ticks(args.interval, args.duration):
                     rep = acc.add(tick)
                     say(format_interval(rep) + "\n", flush=True)
-            except KeyboardInterrupt:
-                say("\nInterrupted: summarising what was traced so far.", file=sys.stderr)
-            elapsed = time.monotonic() - started
+    except KeyboardInterrupt:
+        if acc is None:
+            raise
+        say("\nInterrupted: summarising what was traced so far.", file=sys.stderr)
+    elapsed = time.monotonic() - started
+    if acc is None:
+        return 130
     print(format_summary(acc, elapsed))
     print("\nKSM knobs restored; the workload processes have ended.")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,7 @@ from ksmtrace.probes.live import LiveSource
 from ksmtrace.render.units import fmt_bytes
 
 ORDER = 10
+KNOB_SUMMARY = ("run", "pages_to_scan", "sleep_millisecs", "use_zero_pages", "smart_scan")
 HELP = "check what this host offers; exit status 0 means live tracing can run"
 
 #: Raw tracepoints the probe set attaches, with what each is for. (name, required, purpose)
@@ -84,6 +87,32 @@ def _check_ksm(paths: HostPaths) -> Check:
         f"sleep_millisecs={ksm.get('sleep_millisecs')}, smart_scan={ksm.get('smart_scan', 'n/a')}; "
         f"{ksm.get('pages_sharing', 0)} pages sharing, {fmt_bytes(saved)} saved now",
     )  # fmt: skip
+
+
+def _check_journals(paths: HostPaths) -> list[Check]:
+    """Knobs a killed ksmtrace session changed and could not put back."""
+    out = []
+    for path in sorted((paths.root / "run" / "ksmtrace").glob("knobs.*.json")):
+        try:
+            data = json.loads(path.read_text())
+            pid, original = int(data["pid"]), data["original"]
+            os.kill(pid, 0)
+            continue  # that session is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        knobs = ", ".join(f"{k}={v}" for k, v in sorted(original.items()) if k in KNOB_SUMMARY)
+        out.append(
+            Check(
+                "knobs",
+                "warn",
+                f"ksmtrace session {pid} was killed and left KSM knobs changed (they were "
+                f"{knobs}); the next ksmtrace command that changes knobs (demo, "
+                "calibrate-cost) puts them back",
+            )
+        )
+    return out
 
 
 def _check_btf(paths: HostPaths) -> tuple[Check, Btf | None]:
@@ -214,6 +243,7 @@ def run_checks(paths: HostPaths, quick: bool = False) -> list[Check]:
         else Check("root", "fail", f"not root (uid {uid}): live tracing needs root; run with sudo")
     ]
     checks.append(_check_ksm(paths))
+    checks += _check_journals(paths)
     ksmd = procfs.find_ksmd(paths)
     checks.append(
         Check("ksmd", "ok", f"ksmd kernel thread is pid {ksmd}")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ksmtrace.errors import UsageError
+from ksmtrace.errors import TraceFormatError, UsageError
 
 ORDER = 43
 HELP = "convert a trace to Parquet tables (DuckDB, pandas) or OpenMetrics (Prometheus)"
@@ -58,6 +58,11 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the export."""
+    if not args.file.is_file():
+        raise TraceFormatError(f"{args.file}: no such file; give a trace from 'ksmtrace record'")
+    parent = args.output.parent if str(args.output) != "-" else None
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"cannot write {args.output}: folder {parent} does not exist")
     if args.format == "parquet":
         from ksmtrace.export.parquet import export_parquet
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ksmtrace.commands.argtypes import positive_float, positive_int
 from ksmtrace.commands.trace import add_probe_options, probe_options
 from ksmtrace.errors import UsageError
 from ksmtrace.hostpaths import HostPaths
@@ -76,9 +77,18 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="trace file to create")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds per counter sample (1)")
-    p.add_argument("--pid", type=int, action="append", help="only this process (repeatable)")
+    p.add_argument(
+        "--duration", type=positive_float("--duration"), help="stop after this many seconds"
+    )
+    p.add_argument(
+        "--interval",
+        type=positive_float("--interval"),
+        default=1.0,
+        help="seconds per counter sample (1)",
+    )
+    p.add_argument(
+        "--pid", type=positive_int("--pid"), action="append", help="only this process (repeatable)"
+    )
     p.add_argument(
         "--vm", action="append", metavar="NAME", help="only this VM's process (repeatable)"
     )

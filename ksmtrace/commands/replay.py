@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ksmtrace.aggregate import Accumulator
+from ksmtrace.commands.argtypes import positive_int
 from ksmtrace.commands.serve import add_replay_serving_options, serve_replay
 from ksmtrace.commands.top import add_replay_tui_options, run_replay_tui
 from ksmtrace.errors import UsageError
 from ksmtrace.events import EventKind
+from ksmtrace.exporter import DEFAULT_LISTEN
 from ksmtrace.render.jsonl import format_interval_json
 from ksmtrace.render.summary import format_summary
 from ksmtrace.render.table import format_interval
@@ -92,9 +94,13 @@ def add_parser(sub: Any) -> None:
         default=0.0,
         help="seconds per table: recorded intervals are joined up to this (default: as recorded)",
     )
-    p.add_argument("--pid", type=int, action="append", help="only this process (repeatable)")
+    p.add_argument(
+        "--pid", type=positive_int("--pid"), action="append", help="only this process (repeatable)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per interval")
-    p.add_argument("--top", type=int, default=20, help="rows per interval in the table (20)")
+    p.add_argument(
+        "--top", type=positive_int("--top"), default=20, help="rows per interval in the table (20)"
+    )
     add_replay_serving_options(p)
     add_replay_tui_options(p)
     p.set_defaults(run=run)
@@ -132,6 +138,8 @@ def lost_line(lost: dict[int, int]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Replay the trace into the table and summary, or JSON lines."""
+    if args.listen != DEFAULT_LISTEN and not args.serve:
+        raise UsageError("--listen only applies with --serve; add --serve or drop --listen")
     if args.tui:
         return run_replay_tui(args)
     if args.interval < 0:
@@ -157,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
                 print(out if args.json else out + "\n", flush=True)
         except KeyboardInterrupt:
             pass
+        if first_ns is None and (args.start is not None or args.end is not None):
+            print(
+                f"ksmtrace: warning: no interval between --from and --to: the trace covers "
+                f"0 to {src.duration_s:.0f} s",
+                file=sys.stderr,
+            )
         if not args.json:
             seconds = (last_ns - first_ns) / 1e9 if first_ns is not None and last_ns else 0.0
             print(format_summary(acc, seconds))

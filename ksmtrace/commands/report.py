@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ksmtrace.commands.argtypes import positive_int
 from ksmtrace.commands.replay import parse_offset
 from ksmtrace.errors import UsageError
 from ksmtrace.report.model import summarize
@@ -53,7 +54,7 @@ def add_parser(sub: Any) -> None:
     out.add_argument("--png", type=Path, metavar="OUT", help="write the plots as a PNG image")
     p.add_argument("--from", dest="start", type=parse_offset, help="start this far into the trace")
     p.add_argument("--to", dest="end", type=parse_offset, help="stop this far into the trace")
-    p.add_argument("--top", type=int, default=20, help="processes listed (20)")
+    p.add_argument("--top", type=positive_int("--top"), default=20, help="processes listed (20)")
     p.set_defaults(run=run)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ksmtrace.commands.argtypes import positive_float
 from ksmtrace.commands.trace import add_probe_options, probe_options
 from ksmtrace.errors import UsageError
 from ksmtrace.exporter import DEFAULT_LISTEN, DEFAULT_PORT, DEFAULT_TOP_N, Listen, serve
 from ksmtrace.exporter.sources import live_probe_report, trace_probe_report
 from ksmtrace.hostpaths import HostPaths
-from ksmtrace.probes.live import LiveSource
+from ksmtrace.probes.live import LiveSource, require_root
 from ksmtrace.replay import ReplaySource
 
 ORDER = 50
@@ -104,7 +105,9 @@ def add_parser(sub: Any) -> None:
         default=5.0,
         help="seconds between updates of the served values (5)",
     )
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--duration", type=positive_float("--duration"), help="stop after this many seconds"
+    )
     add_probe_options(p)
     p.set_defaults(run=run)
 
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be positive, e.g. --interval 5")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive, e.g. --duration 3600")
+    require_root()  # before anything says "Serving"
     source = LiveSource(HostPaths.from_env(), probe_options(args))
     try:  # serve() binds the port first, then the source attaches the probes
         return serve(

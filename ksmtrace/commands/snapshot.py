@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ksmtrace.commands.argtypes import positive_float, positive_int
 from ksmtrace.errors import UsageError
 from ksmtrace.fingerprint.hashing import load_seed
 from ksmtrace.fingerprint.reader import ProcessPages
@@ -54,7 +55,13 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = p.add_argument_group("what to record (at least one)")
-    g.add_argument("--pid", type=int, action="append", default=[], help="a process (repeatable)")
+    g.add_argument(
+        "--pid",
+        type=positive_int("--pid"),
+        action="append",
+        default=[],
+        help="a process (repeatable)",
+    )
     g.add_argument("--vm", action="append", default=[], help="a VM by name (repeatable)")
     g.add_argument(
         "--all-mergeable",
@@ -62,9 +69,14 @@ def add_parser(sub: Any) -> None:
         help="every process with KSM state or a mergeable region (re-discovered per frame)",
     )
     p.add_argument("-o", "--output", type=Path, help="snapshot file (snapshot-DATE.ksmsnap)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between frames (1)")
-    p.add_argument("--count", type=int, help="frames to record")
-    p.add_argument("--duration", type=float, help="seconds to record")
+    p.add_argument(
+        "--interval",
+        type=positive_float("--interval"),
+        default=1.0,
+        help="seconds between frames (1)",
+    )
+    p.add_argument("--count", type=positive_int("--count"), help="frames to record")
+    p.add_argument("--duration", type=positive_float("--duration"), help="seconds to record")
     p.add_argument(
         "--counter-interval",
         type=float,

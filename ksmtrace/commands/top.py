@@ -7,6 +7,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from ksmtrace.commands.argtypes import positive_float
 from ksmtrace.commands.trace import add_probe_options, probe_options
 from ksmtrace.errors import KsmtraceError, UsageError
 from ksmtrace.events import GROUPINGS
@@ -101,7 +102,12 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", nargs="?", type=Path, help="a trace to replay (default: live)")
-    p.add_argument("--interval", type=float, default=1.0, help="live: seconds per update (1)")
+    p.add_argument(
+        "--interval",
+        type=positive_float("--interval"),
+        default=1.0,
+        help="live: seconds per update (1)",
+    )
     p.add_argument("--speed", type=float, default=1.0, help="replay: times the recorded pace (1)")
     p.add_argument("--from", dest="start", type=parse_offset, help="replay: start this far in")
     p.add_argument("--to", dest="end", type=parse_offset, help="replay: stop this far in")
@@ -164,8 +170,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.file.exists():
             raise UsageError(f"{args.file}: no such file; record one with 'ksmtrace record'")
         return run_tui(ReplayFeed(args.file, args.start, args.end), args, speed=args.speed)
-    if args.start is not None or args.end is not None:
-        raise UsageError("--from and --to apply to a recorded trace: ksmtrace top FILE --from 1m")
+    if args.start is not None or args.end is not None or args.speed != 1.0:
+        raise UsageError(
+            "--from, --to and --speed apply to a recorded trace: ksmtrace top FILE --from 1m"
+        )
     require_root()
     paths = HostPaths.from_env()
     source = LiveSource(paths, probe_options(args))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ksmtrace.aggregate import Accumulator
+from ksmtrace.commands.argtypes import positive_float, positive_int
 from ksmtrace.errors import UsageError
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.mergeability import VmWatch
@@ -58,11 +59,22 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_probe_options(p)
-    p.add_argument("--interval", type=float, default=1.0, help="seconds per line block (1)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--pid", type=int, action="append", help="only this process (repeatable)")
+    p.add_argument(
+        "--interval",
+        type=positive_float("--interval"),
+        default=1.0,
+        help="seconds per line block (1)",
+    )
+    p.add_argument(
+        "--duration", type=positive_float("--duration"), help="stop after this many seconds"
+    )
+    p.add_argument(
+        "--pid", type=positive_int("--pid"), action="append", help="only this process (repeatable)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per interval")
-    p.add_argument("--top", type=int, default=20, help="rows per interval in the table (20)")
+    p.add_argument(
+        "--top", type=positive_int("--top"), default=20, help="rows per interval in the table (20)"
+    )
     p.set_defaults(run=run)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ksmtrace.commands.argtypes import positive_float, positive_int
 from ksmtrace.errors import UsageError
 
 if TYPE_CHECKING:
@@ -60,13 +62,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sweep", action="append", default=[], metavar="K=V1,V2",
                    help="try these values of a knob (repeatable: all combinations)")  # fmt: skip
     p.add_argument("--cpu-budget", metavar="PCT", help="recommend a setting within e.g. 5%%")
-    p.add_argument("--duration", type=float, help="simulated seconds (default: auto)")
+    p.add_argument(
+        "--duration", type=positive_float("--duration"), help="simulated seconds (default: auto)"
+    )
     p.add_argument("--step", type=float, help="sampling step in seconds (default: auto)")
     p.add_argument("--same-tenant-only", action="store_true",
                    help="merge only within a tenant (VM, else container, else user)")  # fmt: skip
     p.add_argument("--colocate", action="append", default=[], metavar="A,B,...",
                    help="predict the saving of these processes/VMs placed together")  # fmt: skip
-    p.add_argument("--top", type=int, default=10, help="pairs to list (10)")
+    p.add_argument("--top", type=positive_int("--top"), default=10, help="pairs to list (10)")
     p.add_argument("--plot-dir", type=Path, help="write PNG and SVG plots here")
     p.add_argument("--sketch-out", type=Path, help="write per-process sketches (JSON)")
     p.add_argument("--sketches", nargs="+", type=Path, help="co-location from sketch files only")
@@ -152,6 +156,14 @@ def run(args: argparse.Namespace) -> int:
     from ksmtrace.whatif.sweep import frontier, grid, horizon_s, recommend, run_sweep
     from ksmtrace.whatif.tenancy import same_tenant_only
 
+    if args.plot_dir is not None:
+        # Say so now, not after minutes of simulation.
+        try:
+            args.plot_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create --plot-dir {args.plot_dir}: {exc.strerror}") from None
+        if not os.access(args.plot_dir, os.W_OK):
+            raise UsageError(f"cannot write plots into {args.plot_dir}: permission denied")
     if args.sketches:
         return _sketch_only(args.sketches, args.top)
     if not args.snapshots:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import json
 import logging
 import os
 import re
@@ -362,6 +363,11 @@ class KnobGuard:
         self._exited = False
         self._previous_handlers: dict[int, _Handler] = {}
         self.changed: dict[str, str] = {}
+        self._journal_dir = paths.root / "run" / "ksmtrace"
+        self._journal: Path | None = None
+        #: Knobs put back from the journal of a session that was killed (kill -9) before it
+        #: could restore them itself, by name.
+        self.recovered: dict[str, str] = {}
 
     @property
     def original(self) -> dict[str, str]:
@@ -371,6 +377,7 @@ class KnobGuard:
     def __enter__(self) -> KnobGuard:
         if not ksm_available(self._paths):
             raise _absent()
+        self._recover_killed_sessions()
         for name in KNOBS:
             value = _read_knob(self._paths, name)
             if value is not None:
@@ -427,6 +434,7 @@ class KnobGuard:
         # Switching advisor_mode makes the kernel rewrite pages_to_scan.
         affected = [name, "pages_to_scan"] if name == "advisor_mode" else [name]
         new_records = [n for n in affected if n in self._original and n not in self.changed]
+        self._write_journal()
         for knob in new_records:
             self.changed[knob] = self._original[knob]
         self._restored.difference_update(affected)
@@ -457,10 +465,57 @@ class KnobGuard:
         )
         if error is not None and arrived:
             _log.error("%s", error)
+        if error is None and self._journal is not None:
+            self._journal.unlink(missing_ok=True)
+            self._journal = None
         for signum in dict.fromkeys(arrived):
             _redeliver(signum)
         if error is not None:
             raise error
+
+    # -- journal: a session killed with SIGKILL cannot restore; the next one does ------
+
+    def _write_journal(self) -> None:
+        """Record the original knobs in /run/ksmtrace before the first change."""
+        if self._journal is not None:
+            return
+        path = self._journal_dir / f"knobs.{os.getpid()}.json"
+        try:
+            self._journal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"pid": os.getpid(), "original": self._original}, f)
+        except OSError as exc:
+            _log.warning("cannot write knob journal %s: %s", path, exc.strerror)
+            return
+        self._journal = path
+
+    def _recover_killed_sessions(self) -> None:
+        """Put back the knobs of sessions whose process died without restoring them."""
+        journals = []
+        for path in self._journal_dir.glob("knobs.*.json"):
+            try:
+                data = json.loads(path.read_text())
+                pid, original = int(data["pid"]), dict(data["original"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if pid == os.getpid() or _pid_alive(pid):
+                continue
+            journals.append((path.stat().st_mtime, path, original))
+        # Newest first, so the oldest session's originals (the real ones) are written last.
+        for _mtime, path, original in sorted(journals, key=lambda j: j[0], reverse=True):
+            for name in _restore_order([n for n in original if n in KNOBS]):
+                value = str(original[name])
+                if _read_knob(self._paths, name) == value:
+                    continue
+                try:
+                    self._writer(self._paths, name, value)
+                    self.recovered[name] = value
+                except KnobError as exc:
+                    _log.warning(
+                        "cannot restore %s=%s left by a killed session: %s", name, value, exc
+                    )
+            path.unlink(missing_ok=True)
 
     def _attempt_restore(self, name: str, failures: list[str]) -> None:
         try:
@@ -496,6 +551,16 @@ class KnobGuard:
             self.restore()
         except KnobError as exc:
             _log.error("%s", exc)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

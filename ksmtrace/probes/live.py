@@ -240,11 +240,11 @@ class LiveSource:
     # -- sampling -------------------------------------------------------------------------
 
     def sample(self) -> HostSample:
-        """Read sysfs, vmstat, ksmd CPU and every process's ksm_stat now."""
-        now = time.monotonic_ns()
-        ksm = sysfs.read_ksm_sysfs(self.paths)
-        vmstat = procfs.read_vmstat_ksm(self.paths)
-        cpu = self._cpu.read(self.state.ksmd_pid) if self.state.ksmd_pid else None
+        """Read every process's ksm_stat, sysfs, ksmd CPU and vmstat, in that order.
+
+        The fast global counters come last, right before the caller drains the events, so
+        that events and counters cover nearly the same moment (the cow_ksm ledger).
+        """
         procs = {
             pid: ProcessKsm(
                 pid=pid,
@@ -257,6 +257,10 @@ class LiveSource:
             )
             for pid, st in procfs.list_ksm_processes(self.paths).items()
         }
+        ksm = sysfs.read_ksm_sysfs(self.paths)
+        cpu = self._cpu.read(self.state.ksmd_pid) if self.state.ksmd_pid else None
+        now = time.monotonic_ns()
+        vmstat = procfs.read_vmstat_ksm(self.paths)
         return HostSample(
             now, ksm, vmstat, cpu.run_ns if cpu else -1, procs, procfs.page_size(), time.time_ns()
         )
@@ -438,12 +442,12 @@ class LiveSource:
         while True:
             while (now := time.monotonic_ns()) < t_next:
                 self._prog.poll(max(1, min(100, (t_next - now) // 1_000_000)))
-            batch = self.drain()
+            sample = self.sample()
+            batch = self.drain()  # right after the counters (see sample())
             if now >= next_gc:
                 self.collect_garbage()
                 self.identities.forget_older_than(IDENTITY_TTL_S)
                 next_gc = now + GC_INTERVAL_NS
-            sample = self.sample()
             estimated = run2_unmerges(prev, sample)
             if estimated:
                 batch = EventBatch.concat([batch, EventBatch.from_events(estimated)])

@@ -56,7 +56,14 @@ class ScanShares:
         self.pages, self.cpu_ns, self.mm = pages, cpu, mm
 
     def estimate(self, prev: HostSample, cur: HostSample) -> list[Event]:
-        """SCAN events splitting the interval's kernel totals by the learned shares."""
+        """SCAN events splitting the interval's kernel totals by the learned shares.
+
+        Processes that have left KSM since (no ksm_stat any more) get nothing; the others'
+        shares grow to fill the totals.
+        """
+        alive = set(cur.processes) | {0}
+        self.pages = {p: n for p, n in self.pages.items() if p in alive}
+        self.cpu_ns = {p: n for p, n in self.cpu_ns.items() if p in alive}
         if not self.known:
             return []
         d_pages = cur.counter("pages_scanned") - prev.counter("pages_scanned")

@@ -53,7 +53,8 @@ def _insights(rows: list[ProcessSummary], saved_total: int) -> list[str]:
                 + (f", half of them within {fmt_seconds(life)}" if life is not None else "")
                 + "; ksmd keeps re-merging pages that do not stay equal."
             )
-        if p.cpu_share > 0.1 and saved_total and p.saved_bytes / saved_total < 0.02:
+        alive = p.saved_bytes > 0 or t.exits == 0
+        if alive and p.cpu_share > 0.1 and saved_total and p.saved_bytes / saved_total < 0.02:
             notes.append(
                 f"{p.name} [{t.pid}] took {p.cpu_share:.0%} of ksmd's scan CPU and saved "
                 f"almost nothing: its pages are unique; it need not be mergeable."

@@ -17,7 +17,7 @@ import pytest
 from ksmtrace.kernel.sysfs import KnobGuard
 from ksmtrace.workers import Worker, wait_until
 
-from .conftest import knob_values, merging_pages
+from .conftest import PATHS, knob_values, merging_pages
 
 pytestmark = pytest.mark.live
 
@@ -143,3 +143,27 @@ def test_demo_restores_knobs_and_ends_its_processes_when_signalled(
     assert "Traceback" not in err
     assert knob_values() == before
     assert wait_until(lambda: not any(alive(p) for p in workers), 10), "workers left running"
+
+
+def test_knobs_left_by_a_killed_demo_are_restored_by_the_next_session(ksm: KnobGuard) -> None:
+    before = knob_values()
+    with subprocess.Popen(
+        [*CMD, "demo", "--duration", "120", "--interval", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            read_until(proc, "KSM on", 60)
+            workers = children_of(proc.pid)
+            proc.kill()  # SIGKILL: no chance to restore anything
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert knob_values()["run"] == 1, "a killed demo leaves KSM running"
+    assert wait_until(lambda: not any(alive(p) for p in workers), 10), "workers outlived it"
+    with KnobGuard(PATHS) as guard:
+        assert guard.recovered, "the next session finds the killed one's journal"
+    assert knob_values() == before

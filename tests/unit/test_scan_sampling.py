@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from ksmtrace.events import Event, EventBatch, EventFlag, EventKind, HostSample
+from ksmtrace.events import Event, EventBatch, EventFlag, EventKind, HostSample, ProcessKsm
 from ksmtrace.probes.scan_sampling import ScanShares
 
 
-def sample(pages_scanned: int, cpu_ns: int) -> HostSample:
-    return HostSample(0, {"pages_scanned": pages_scanned}, {}, cpu_ns, {})
+def sample(pages_scanned: int, cpu_ns: int, pids: tuple[int, ...] = (1, 2)) -> HostSample:
+    procs = {p: ProcessKsm(p, 1, 0, 1, 0) for p in pids}
+    return HostSample(0, {"pages_scanned": pages_scanned}, {}, cpu_ns, procs)
 
 
 def scan(pid: int, pages: int, ns: int, flags: int = 0) -> Event:
@@ -32,3 +33,10 @@ def test_estimated_or_empty_intervals_do_not_replace_learned_shares() -> None:
     shares.learn(EventBatch.from_events([scan(2, 50, 50, flags=int(EventFlag.ESTIMATED))]))
     shares.learn(EventBatch.from_events([]))
     assert shares.pages == {1: 10}
+
+
+def test_processes_that_left_ksm_get_no_share() -> None:
+    shares = ScanShares()
+    shares.learn(EventBatch.from_events([scan(1, 300, 3000), scan(2, 100, 1000)]))
+    est = shares.estimate(sample(0, 0, (1, 2)), sample(1000, 8000, (2,)))
+    assert [(e.pid, e.value, e.value2) for e in est] == [(2, 1000, 8000)]

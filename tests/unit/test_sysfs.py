@@ -615,3 +615,53 @@ def test_guard_restores_when_another_process_sends_sigterm(host: HostPaths) -> N
     assert child.returncode == 128 + signal.SIGTERM
     assert _raw(host, "pages_to_scan") == "1000"
     assert _raw(host, "run") == "1"
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_sessions_knobs_are_restored_by_the_next_guard(host: HostPaths) -> None:
+    import json
+
+    # A session changed pages_to_scan (1000 -> 4000) and run, then died without restoring.
+    original = {k: _raw(host, k) for k in ("pages_to_scan", "run", "sleep_millisecs")}
+    (host.ksm_dir / "pages_to_scan").write_text("4000\n")
+    (host.ksm_dir / "run").write_text("2\n")
+    dead = _dead_pid()
+    journal = host.root / "run" / "ksmtrace" / f"knobs.{dead}.json"
+    journal.parent.mkdir(parents=True)
+    journal.write_text(json.dumps({"pid": dead, "original": original}))
+    with KnobGuard(host, handle_signals=False) as guard:
+        assert guard.recovered == {
+            "pages_to_scan": original["pages_to_scan"],
+            "run": original["run"],
+        }
+        assert _raw(host, "pages_to_scan") == original["pages_to_scan"]
+        guard.set("sleep_millisecs", 7)
+        mine = list(journal.parent.glob("knobs.*.json"))
+        assert (
+            len(mine) == 1
+            and json.loads(mine[0].read_text())["original"]["sleep_millisecs"]
+            == original["sleep_millisecs"]
+        )
+    assert not journal.exists()
+    assert not list(journal.parent.glob("knobs.*.json")), "a clean restore removes its journal"
+
+
+def test_a_live_sessions_journal_is_left_alone(host: HostPaths) -> None:
+    import json
+    import os
+
+    (host.ksm_dir / "pages_to_scan").write_text("4000\n")
+    journal = host.root / "run" / "ksmtrace" / "knobs.1.json"
+    journal.parent.mkdir(parents=True)
+    journal.write_text(json.dumps({"pid": os.getppid(), "original": {"pages_to_scan": "100"}}))
+    with KnobGuard(host, handle_signals=False) as guard:
+        assert guard.recovered == {}
+    assert _raw(host, "pages_to_scan") == "4000" and journal.exists()
