@@ -28,12 +28,20 @@ restored afterwards.
 """
 
 
+EPILOG = """\
+examples:
+  ksmtrace calibrate-cost                once per host, before 'ksmtrace snapshot'
+  ksmtrace calibrate-cost -o /tmp/cost.json --phase 10
+"""
+
+
 def add_parser(sub: Any) -> None:
     """Register the ``calibrate-cost`` subcommand."""
     p = sub.add_parser(
         "calibrate-cost",
         help=HELP,
         description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

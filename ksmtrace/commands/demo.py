@@ -44,12 +44,22 @@ DEMO_WORKERS = [
 ]
 
 
+EPILOG = """\
+examples:
+  ksmtrace demo                          30 s, KSM at 1000 pages every 10 ms
+  ksmtrace demo --duration 60 --interval 5
+  ksmtrace demo --pages-to-scan 100 --sleep-millisecs 20   KSM's defaults: slower merging
+  ksmtrace demo --quiet                  only the summary
+"""
+
+
 def add_parser(sub: Any) -> None:
     """Register the ``demo`` subcommand."""
     p = sub.add_parser(
         "demo",
         help=HELP,
         description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_probe_options(p)

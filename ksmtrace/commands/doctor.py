@@ -63,6 +63,13 @@ def add_parser(sub: Any) -> None:
             "bcc and its kernel header tree, and (unless --quick) really compiles, loads and "
             "attaches the probe set once. Exit status 0: live tracing can run; 1: it cannot."
         ),
+        epilog=(
+            "examples:\n"
+            "  ksmtrace doctor            everything, loading the probe set once (root)\n"
+            "  ksmtrace doctor --quick    without loading BPF\n"
+            "  ksmtrace doctor && ksmtrace trace"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="skip loading the probe set")
     p.set_defaults(run=run)

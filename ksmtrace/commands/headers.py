@@ -23,6 +23,12 @@ def add_parser(sub: Any) -> None:
             "downloads and unpacks them under /var/cache/ksmtrace (nothing is written to "
             "/lib/modules, nothing is installed with dpkg)."
         ),
+        epilog=(
+            "examples:\n"
+            "  ksmtrace headers              which tree bcc will use\n"
+            "  ksmtrace headers --install    unpack Debian's headers if none (root)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--install", action="store_true", help="download and unpack if missing")
     p.set_defaults(run=run)

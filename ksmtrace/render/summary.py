@@ -127,7 +127,12 @@ def format_summary(acc: Accumulator, seconds: float) -> str:
         f"ksm_zero_pages {last.counter('ksm_zero_pages')}) x {last.page_size} B; "
         f"general_profit {fmt_mib(last.counter('general_profit'))}",
         f"  Merged          {fmt_count(merges)} pages"
-        + (f"; failed attempts: {fail_txt}" if fails else ""),
+        + (
+            f"; failed attempts: {fail_txt} (the page changed, was locked or pinned while "
+            "ksmd tried; it retries at its next pass)"
+            if fails
+            else ""
+        ),
         f"  Broken again    {fmt_count(cows)} by copy-on-write writes, {fmt_count(explicit)} by "
         f"explicit unmerges (madvise/prctl), {fmt_count(led.ksmd_undo)} undone by ksmd",
         f"  ksmd cost       {cpu_ns / 1e9:.2f} s CPU ({cpu_ns / 1e7 / max(seconds, 1e-9):.1f}% of "
