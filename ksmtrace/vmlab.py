@@ -72,6 +72,7 @@ from ksmtrace.errors import HostError, KsmtraceError, UsageError
 from ksmtrace.guest_image import GuestImage, Progress, prepare_image
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.kernel import procfs
+from ksmtrace.processes import end_process
 
 __all__ = ["READY_PREFIX", "Guest", "GuestLab", "GuestReady", "GuestSpec", "VmLabError"]
 
@@ -231,16 +232,8 @@ def _child_setup(parent: int, thp: bool) -> None:
 
 
 def _end_process(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """SIGTERM, then SIGKILL after ``grace_s``, by pid; reap it."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """End a guest by pid and forget it."""
+    end_process(proc, grace_s)
     _RUNNING.pop(proc.pid, None)
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from ksmtrace.errors import KsmtraceError
+from ksmtrace.processes import end_process
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +74,7 @@ class Worker:
 
     def stop(self, grace_s: float = 2.0) -> None:
         """End the process (SIGTERM, then SIGKILL) and reap it."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait()
+        end_process(self.proc, grace_s)
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):

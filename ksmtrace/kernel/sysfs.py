@@ -17,6 +17,7 @@ from types import FrameType, TracebackType
 from typing import Any, Final
 
 from ksmtrace.errors import HostError, KnobError
+from ksmtrace.events import KNOB_NAMES
 from ksmtrace.hostpaths import HostPaths
 
 __all__ = [
@@ -34,22 +35,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: Writable files of /sys/kernel/mm/ksm on 6.x kernels (older kernels lack some of them).
-KNOBS: Final = (
-    "run",
-    "pages_to_scan",
-    "sleep_millisecs",
-    "max_page_sharing",
-    "merge_across_nodes",
-    "use_zero_pages",
-    "smart_scan",
-    "stable_node_chains_prune_millisecs",
-    "advisor_mode",
-    "advisor_max_cpu",
-    "advisor_min_pages_to_scan",
-    "advisor_max_pages_to_scan",
-    "advisor_target_scan_time",
-)
+#: Writable files of /sys/kernel/mm/ksm on 6.x kernels (older kernels lack some of them);
+#: the same list, in the same order, names the knobs of KNOB events in trace files.
+KNOBS: Final = KNOB_NAMES
 
 #: Read-only counter files of /sys/kernel/mm/ksm on 6.x kernels.
 COUNTERS: Final = (

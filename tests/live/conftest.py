@@ -28,6 +28,8 @@ def _root_and_lock(request: pytest.FixtureRequest) -> Iterator[None]:
     leave every knob as it found it, also when the test fails."""
     assert os.geteuid() == 0, "live tests need root (BPF, tracefs, KSM knobs): run as root"
     with SessionLock(f"pytest {request.node.nodeid}", wait_s=1800):
+        with KnobGuard(PATHS):
+            pass  # first put back knobs that a killed earlier session left changed
         before = knob_values()
         yield
         after = knob_values()

@@ -115,11 +115,8 @@ def test_demo_runs_and_explains(ksm: KnobGuard) -> None:
     assert "KSM knobs restored" in out
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_demo_restores_knobs_and_ends_its_processes_when_signalled(
-    ksm: KnobGuard, sig: signal.Signals
-) -> None:
-    before = knob_values()
+def signal_running_demo(sig: signal.Signals) -> tuple[int, str, set[int]]:
+    """Start a long demo, send ``sig`` once KSM is on; returns (exit status, stderr, workers)."""
     with subprocess.Popen(
         [*CMD, "demo", "--duration", "120", "--interval", "2"],
         stdout=subprocess.PIPE,
@@ -138,8 +135,16 @@ def test_demo_restores_knobs_and_ends_its_processes_when_signalled(
                 proc.kill()
                 proc.wait()
         err = proc.stderr.read() if proc.stderr else ""
-    expected = 128 + signal.SIGTERM if sig == signal.SIGTERM else 0
-    assert proc.returncode == expected, err
+    return proc.returncode, err, workers
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_demo_restores_knobs_and_ends_its_processes_when_signalled(
+    ksm: KnobGuard, sig: signal.Signals
+) -> None:
+    before = knob_values()
+    status, err, workers = signal_running_demo(sig)
+    assert status == (128 + signal.SIGTERM if sig == signal.SIGTERM else 0), err
     assert "Traceback" not in err
     assert knob_values() == before
     assert wait_until(lambda: not any(alive(p) for p in workers), 10), "workers left running"
@@ -147,21 +152,8 @@ def test_demo_restores_knobs_and_ends_its_processes_when_signalled(
 
 def test_knobs_left_by_a_killed_demo_are_restored_by_the_next_session(ksm: KnobGuard) -> None:
     before = knob_values()
-    with subprocess.Popen(
-        [*CMD, "demo", "--duration", "120", "--interval", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            read_until(proc, "KSM on", 60)
-            workers = children_of(proc.pid)
-            proc.kill()  # SIGKILL: no chance to restore anything
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    status, _err, workers = signal_running_demo(signal.SIGKILL)  # no chance to restore
+    assert status == -signal.SIGKILL
     assert knob_values()["run"] == 1, "a killed demo leaves KSM running"
     assert wait_until(lambda: not any(alive(p) for p in workers), 10), "workers outlived it"
     with KnobGuard(PATHS) as guard:

@@ -58,7 +58,8 @@ def test_fingerprints_match_the_known_content_and_mark_merged_pages(
 def test_whatif_command_end_to_end(
     fresh_ksm: KnobGuard, spawn: Callable[..., Worker], tmp_path: Path
 ) -> None:
-    host_cost(fresh_ksm)  # whatif needs this host's measured cost profile
+    profile = tmp_path / "cost-profile.json"  # whatif needs this host's measured cost
+    host_cost(fresh_ksm).save(profile)
     a = spawn("wi-a", 3000, shared=0.7, zero=0.1, distinct=100, seed=4)
     b = spawn("wi-b", 3000, shared=0.7, zero=0.1, distinct=100, seed=4)
     out = tmp_path / "s.ksmsnap"
@@ -68,7 +69,8 @@ def test_whatif_command_end_to_end(
     res = subprocess.run(
         [*KSMTRACE, "whatif", str(out), "--sweep", "pages_to_scan=100,1000",
          "--cpu-budget", "5%", "--same-tenant-only", "--colocate", "wi-a,wi-b",
-         "--plot-dir", str(plots), "--sketch-out", str(tmp_path / "sk.json")],
+         "--plot-dir", str(plots), "--sketch-out", str(tmp_path / "sk.json"),
+         "--cost-profile", str(profile)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
