@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import errno
 import json
 import logging
@@ -11,7 +10,7 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Final
@@ -19,6 +18,7 @@ from typing import Any, Final
 from ksmtrace.errors import HostError, KnobError
 from ksmtrace.events import KNOB_NAMES
 from ksmtrace.hostpaths import HostPaths
+from ksmtrace.signals import redeliver, signals_deferred
 
 __all__ = [
     "COUNTERS",
@@ -284,33 +284,6 @@ def _restore_order(names: list[str]) -> list[str]:
     return sorted(names, key=lambda name: (rank.get(name, 3), KNOBS.index(name)))
 
 
-@contextlib.contextmanager
-def _signals_deferred(signums: tuple[int, ...]) -> Iterator[list[int]]:
-    """Hold back ``signums`` (main thread only); yield the list of those that arrived."""
-    arrived: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield arrived
-        return
-    previous = {
-        signum: signal.signal(signum, lambda s, _f: arrived.append(s)) for signum in signums
-    }
-    try:
-        yield arrived
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _redeliver(signum: int) -> None:
-    """Hand a held-back signal to whatever handler is now installed."""
-    handler = signal.getsignal(signum)
-    if handler == signal.SIG_IGN:
-        return
-    if handler in (signal.SIG_DFL, None):
-        raise SystemExit(128 + signum)
-    signal.raise_signal(signum)
-
-
 class KnobGuard:
     """Change KSM knobs for the length of a ``with`` block and put them back afterwards.
 
@@ -441,7 +414,7 @@ class KnobGuard:
             KnobError: Some knobs could not be restored; the message names them.
         """
         failures: list[str] = []
-        with _signals_deferred((signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) as arrived:
+        with signals_deferred() as arrived:
             pending = _restore_order([n for n in self.changed if n not in self._restored])
             for name in pending:
                 self._attempt_restore(name, failures)
@@ -457,7 +430,7 @@ class KnobGuard:
             self._journal.unlink(missing_ok=True)
             self._journal = None
         for signum in dict.fromkeys(arrived):
-            _redeliver(signum)
+            redeliver(signum)
         if error is not None:
             raise error
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ksmtrace.errors import HostError, ProbeError
 from ksmtrace.faults import injected
+from ksmtrace.signals import signals_held
 
 try:  # Debian's python3-bpfcc, seen through a venv made with --system-site-packages.
     import bcc
@@ -96,6 +97,7 @@ class BccProgram:
             if debug_log is not None:
                 debug_log.write_text(log_path.read_text(errors="replace"))
         self._ring_callbacks: list[Any] = []
+        self._deferred: list[BaseException] = []
 
     def attach_raw_tracepoint(self, tracepoint: str, function: str) -> None:
         """Attach the program ``function`` (not auto-attached) to a raw tracepoint."""
@@ -116,21 +118,50 @@ class BccProgram:
 
     def open_ring_buffer(self, name: str, on_record: Callable[[bytes], None]) -> None:
         """Call ``on_record(raw_bytes)`` for every record the ring buffer ``name`` delivers."""
+        self._bpf[name].open_ring_buffer(self._ring_callback(on_record))
+
+    def _ring_callback(self, on_record: Callable[[bytes], None]) -> Callable[[Any, Any, int], int]:
+        """Wrap ``on_record`` for bcc's ctypes callback.
+
+        ctypes prints and drops any exception raised inside a callback, so an error here
+        is kept and raised again once bcc's poll returns (see ``_delivering``).
+        """
 
         def _cb(_ctx: Any, data: Any, size: int) -> int:
-            on_record(ctypes.string_at(data, size))
+            try:
+                on_record(ctypes.string_at(data, size))
+            except BaseException as exc:  # raised again after the poll
+                self._deferred.append(exc)
             return 0
 
-        self._ring_callbacks.append(_cb)
-        self._bpf[name].open_ring_buffer(_cb)
+        self._ring_callbacks.append(_cb)  # bcc keeps only a ctypes wrapper: keep it alive
+        return _cb
+
+    @contextlib.contextmanager
+    def _delivering(self) -> Iterator[None]:
+        """Run a bcc poll so that nothing raised during it is lost.
+
+        A Ctrl-C (KeyboardInterrupt) or SIGTERM (KnobGuard's SystemExit) that arrives
+        while bcc runs its Python callback would be raised inside that callback, where
+        ctypes drops it, and the session would run on. So those signals are held back
+        for the poll and delivered after it, and errors the records raised come last.
+        """
+        with signals_held():
+            yield
+        if self._deferred:
+            first = self._deferred[0]
+            self._deferred.clear()
+            raise first
 
     def poll(self, timeout_ms: int) -> None:
         """Deliver pending ring buffer records, waiting at most ``timeout_ms``."""
-        self._bpf.ring_buffer_poll(timeout_ms)
+        with self._delivering():
+            self._bpf.ring_buffer_poll(timeout_ms)
 
     def consume(self) -> None:
         """Deliver every pending ring buffer record without waiting."""
-        self._bpf.ring_buffer_consume()
+        with self._delivering():
+            self._bpf.ring_buffer_consume()
 
     def array_u64(self, name: str) -> list[int]:
         """All values of a ``BPF_ARRAY(name, u64, N)``."""
