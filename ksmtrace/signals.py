@@ -6,6 +6,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 #: The signals whose Python handlers raise (KeyboardInterrupt, KnobGuard's SystemExit).
 UNWINDING_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -22,14 +23,34 @@ def signals_deferred(signums: tuple[int, ...] = UNWINDING_SIGNALS) -> Iterator[l
     if threading.current_thread() is not threading.main_thread():
         yield arrived
         return
-    previous = {
-        signum: signal.signal(signum, lambda s, _f: arrived.append(s)) for signum in signums
-    }
+    previous: dict[int, Any] = {}
     try:
+        for signum in signums:
+            previous[signum] = signal.signal(signum, lambda s, _f: arrived.append(s))
         yield arrived
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        _put_back(previous)
+
+
+def _put_back(previous: dict[int, Any]) -> None:
+    """Reinstall ``previous`` handlers, every one of them.
+
+    ``signal.signal`` first runs the handlers of signals already pending, and one that was
+    put back a moment earlier may raise (KeyboardInterrupt). The handler is then not yet
+    installed, so it is tried again, and that exception comes once all are back.
+    """
+    raised: BaseException | None = None
+    for signum, handler in previous.items():
+        for _attempt in range(1 + len(previous)):  # each pending signal raises at most once
+            try:
+                signal.signal(signum, handler)
+                break
+            except (ValueError, OSError, TypeError):
+                raise  # not a handler of a pending signal: a real error
+            except BaseException as exc:
+                raised = raised or exc
+    if raised is not None:
+        raise raised
 
 
 def redeliver(signum: int) -> None:

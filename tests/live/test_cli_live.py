@@ -115,6 +115,10 @@ def test_demo_runs_and_explains(ksm: KnobGuard) -> None:
     assert "KSM knobs restored" in out
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def signal_running_demo(sig: signal.Signals) -> tuple[int, str, set[int]]:
     """Start a long demo, send ``sig`` once KSM is on; returns (exit status, stderr, workers)."""
     with subprocess.Popen(
@@ -122,6 +126,9 @@ def signal_running_demo(sig: signal.Signals) -> tuple[int, str, set[int]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and the
+        # demo (like any program) keeps ignoring it then; the test wants a terminal's Ctrl-C.
+        preexec_fn=_sigint_default,
     ) as proc:
         try:
             read_until(proc, "KSM on", 60)
