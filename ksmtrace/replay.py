@@ -195,6 +195,10 @@ class ReplaySource:
         if delay > 0:
             time.sleep(delay)
 
+    def recorded_pids(self) -> set[int]:
+        """Every pid the trace names (for checking --pid before replaying)."""
+        return self._reader.recorded_pids() if self._reader is not None else set()
+
     def rows(self) -> list[TickRow]:
         """The recorded ticks in the replay window (ids and times), without reading them."""
         return list(self._rows)

@@ -91,7 +91,7 @@ def main() -> int:
                     filter_=ProcessFilter(),
                     sanitized=True,
                     note="ksmtrace sample: 3 QEMU guests (vm-web-1, vm-web-2 alike, vm-batch "
-                    "rewriting) and 4 workload processes, KSM switched on at +2 s",
+                    "rewriting) and 4 workload processes, KSM switched on at +3 s",
                 )
                 writer = TraceWriter(args.output, header, level=9, overwrite=True)
                 recorder = Recorder(writer, salt=os.urandom(32))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ksmtrace.commands.argtypes import positive_float, positive_int
+from ksmtrace.commands.argtypes import nonnegative_float, positive_float, positive_int
 from ksmtrace.errors import UsageError
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.kernel.session_lock import SessionLock
@@ -57,7 +57,10 @@ def add_parser(sub: Any) -> None:
         "--pages", type=positive_int("--pages"), default=16384, help="pages per workload process"
     )
     p.add_argument(
-        "--wait", type=float, default=600.0, help="seconds to wait for another KSM session (600)"
+        "--wait",
+        type=nonnegative_float("--wait"),
+        default=600.0,
+        help="seconds to wait for another KSM session (600)",
     )
     p.set_defaults(run=run)
 

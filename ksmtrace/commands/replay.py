@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ksmtrace.aggregate import Accumulator
-from ksmtrace.commands.argtypes import positive_int
+from ksmtrace.commands.argtypes import nonnegative_float, positive_int
 from ksmtrace.commands.serve import add_replay_serving_options, serve_replay
 from ksmtrace.commands.top import add_replay_tui_options, run_replay_tui
 from ksmtrace.errors import UsageError
@@ -83,14 +83,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("file", nargs="?", type=Path, help="trace file (default: the bundled sample)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument(
-        "--speed", type=float, default=1.0, help="times the recorded pace (1; 0 = --fast)"
+        "--speed",
+        type=nonnegative_float("--speed", 1e6, ""),
+        default=1.0,
+        help="times the recorded pace (1; 0 = --fast)",
     )
     pace.add_argument("--fast", action="store_true", help="as fast as possible")
     p.add_argument("--from", dest="start", type=parse_offset, help="start this far into the trace")
     p.add_argument("--to", dest="end", type=parse_offset, help="stop this far into the trace")
     p.add_argument(
         "--interval",
-        type=float,
+        type=nonnegative_float("--interval"),
         default=0.0,
         help="seconds per table: recorded intervals are joined up to this (default: as recorded)",
     )
@@ -136,6 +139,18 @@ def lost_line(lost: dict[int, int]) -> str:
     return "Lost by the kernel side while recording: " + ", ".join(parts) + "."
 
 
+def _check_pids(src: ReplaySource, pids: list[int] | None) -> None:
+    """Refuse a --pid the trace never saw (an empty replay would look like no activity)."""
+    known = src.recorded_pids()
+    for pid in pids or []:
+        if pid not in known:
+            some = ", ".join(str(p) for p in sorted(known)[:12]) or "none"
+            raise UsageError(
+                f"pid {pid} does not appear in {src.path}; its pids: {some}"
+                f"{' ...' if len(known) > 12 else ''} (names: 'ksmtrace report {src.path}')"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay the trace into the table and summary, or JSON lines."""
     if args.listen != DEFAULT_LISTEN and not args.serve:
@@ -150,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ksmtrace: warning: {line}", file=sys.stderr, flush=True)
 
     with ReplaySource(args.file, speed, args.start, args.end, on_warning=warn) as src:
+        _check_pids(src, args.pid)
         if args.serve:
             return serve_replay(src, args)
         acc = Accumulator(args.pid)

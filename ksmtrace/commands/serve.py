@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ksmtrace.commands.argtypes import positive_float
+from ksmtrace.commands.argtypes import positive_float, positive_int
 from ksmtrace.commands.trace import add_probe_options, probe_options
 from ksmtrace.errors import UsageError
 from ksmtrace.exporter import DEFAULT_LISTEN, DEFAULT_PORT, DEFAULT_TOP_N, Listen, serve
@@ -65,7 +65,7 @@ def add_serving_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--top",
-        type=int,
+        type=positive_int("--top"),
         default=DEFAULT_TOP_N,
         help=f"processes with their own series, by savings; the rest are 'other' ({DEFAULT_TOP_N})",
     )
@@ -101,7 +101,7 @@ def add_parser(sub: Any) -> None:
     add_serving_options(p)
     p.add_argument(
         "--interval",
-        type=float,
+        type=positive_float("--interval"),
         default=5.0,
         help="seconds between updates of the served values (5)",
     )

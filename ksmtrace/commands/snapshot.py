@@ -79,7 +79,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--duration", type=positive_float("--duration"), help="seconds to record")
     p.add_argument(
         "--counter-interval",
-        type=float,
+        type=positive_float("--counter-interval"),
         default=0.1,
         help="seconds between reads of /sys/kernel/mm/ksm (0.1)",
     )

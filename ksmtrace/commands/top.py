@@ -7,7 +7,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from ksmtrace.commands.argtypes import positive_float
+from ksmtrace.commands.argtypes import nonnegative_float, positive_float
 from ksmtrace.commands.trace import add_probe_options, probe_options
 from ksmtrace.errors import KsmtraceError, UsageError
 from ksmtrace.events import GROUPINGS
@@ -53,7 +53,12 @@ examples:
 def add_view_options(p: argparse.ArgumentParser) -> None:
     """Options of the terminal UI shared by ``top`` and ``replay --tui``."""
     g = p.add_argument_group("view options")
-    g.add_argument("--window", type=float, default=5.0, help="seconds rates average over (5)")
+    g.add_argument(
+        "--window",
+        type=positive_float("--window"),
+        default=5.0,
+        help="seconds rates average over (5)",
+    )
     g.add_argument("--group", choices=GROUPINGS, default="process", help="initial grouping")
     g.add_argument(
         "--sort",
@@ -108,7 +113,12 @@ def add_parser(sub: Any) -> None:
         default=1.0,
         help="live: seconds per update (1)",
     )
-    p.add_argument("--speed", type=float, default=1.0, help="replay: times the recorded pace (1)")
+    p.add_argument(
+        "--speed",
+        type=nonnegative_float("--speed", 1e6, ""),
+        default=1.0,
+        help="replay: times the recorded pace (1)",
+    )
     p.add_argument("--from", dest="start", type=parse_offset, help="replay: start this far in")
     p.add_argument("--to", dest="end", type=parse_offset, help="replay: stop this far in")
     add_view_options(p)

@@ -83,7 +83,7 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("probe options")
     g.add_argument(
         "--max-tracked-pages",
-        type=int,
+        type=positive_int("--max-tracked-pages", 1 << 24),
         default=262144,
         help="merged pages remembered for lifetimes (262144, about 20 MiB of kernel memory)",
     )
@@ -104,7 +104,7 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--sample-every",
-        type=int,
+        type=positive_int("--sample-every", 1000),
         default=10,
         metavar="N",
         help="with --scan-cost sampled, trace scan cost one interval in N (10)",
@@ -116,8 +116,8 @@ def probe_options(args: argparse.Namespace) -> LiveOptions:
     """LiveOptions from the shared probe options."""
     if args.max_tracked_pages < 1024:
         raise UsageError("--max-tracked-pages must be at least 1024")
-    if args.sample_every < 1:
-        raise UsageError("--sample-every must be at least 1")
+    if args.debug_dir is not None and not args.debug_dir.parent.is_dir():
+        raise UsageError(f"--debug-dir {args.debug_dir}: {args.debug_dir.parent} does not exist")
     return LiveOptions(
         merged_max=args.max_tracked_pages,
         page_walk=not args.no_page_walk,

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from ksmtrace.engine.workload import Workload
 
 ORDER = 62
+#: Longest simulated run: a week of ksmd, minutes of engine time at busy settings.
+MAX_SIMULATED_S = 7 * 86400.0
+#: Most samples one simulated run keeps (--step against --duration).
+MAX_SAMPLES = 100_000
 HELP = "predict KSM savings, speed and ksmd CPU at other settings from snapshots"
 
 DESCRIPTION = """\
@@ -63,9 +67,13 @@ def add_parser(sub: Any) -> None:
                    help="try these values of a knob (repeatable: all combinations)")  # fmt: skip
     p.add_argument("--cpu-budget", metavar="PCT", help="recommend a setting within e.g. 5%%")
     p.add_argument(
-        "--duration", type=positive_float("--duration"), help="simulated seconds (default: auto)"
+        "--duration",
+        type=positive_float("--duration", MAX_SIMULATED_S),
+        help=f"simulated seconds, at most {MAX_SIMULATED_S:.0f} (default: auto)",
     )
-    p.add_argument("--step", type=float, help="sampling step in seconds (default: auto)")
+    p.add_argument(
+        "--step", type=positive_float("--step"), help="sampling step in seconds (default: auto)"
+    )
     p.add_argument("--same-tenant-only", action="store_true",
                    help="merge only within a tenant (VM, else container, else user)")  # fmt: skip
     p.add_argument("--colocate", action="append", default=[], metavar="A,B,...",
@@ -122,14 +130,12 @@ def _sketch_only(files: list[Path], top: int) -> int:
 
 
 def _colocate(
-    w: Workload, knobs: Knobs, cost: CostProfile, sets: list[str], horizon: float
+    w: Workload, knobs: Knobs, cost: CostProfile, sets: list[list[int]], horizon: float
 ) -> None:
     from ksmtrace.render.units import fmt_bytes
-    from ksmtrace.whatif import colocation
     from ksmtrace.whatif.series import simulate
 
-    for text in sets:
-        idx = colocation.select(w, [n.strip() for n in text.split(",") if n.strip()])
+    for idx in sets:
         together = simulate(w.subset(idx), knobs, cost, horizon, horizon / 100)
         apart = sum(
             simulate(w.subset([i]), knobs, cost, horizon, horizon / 100).final_saved for i in idx
@@ -147,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ksmtrace.engine.cost import require_profile
+    from ksmtrace.engine.jit import needs_compiling
     from ksmtrace.engine.knobs import parse_sweep
     from ksmtrace.engine.replay import workload_from_snapshots
     from ksmtrace.fingerprint.snapfile import read_snapshot
@@ -179,6 +186,13 @@ def run(args: argparse.Namespace) -> int:
     names = tuple(n for n, _ in sweeps) or ("pages_to_scan", "sleep_millisecs")
     horizon = args.duration or horizon_s(workload, settings, workload.duration_ns / 1e9)
     step = args.step or max(horizon / 300, 0.01)
+    if horizon / step > MAX_SAMPLES:
+        raise UsageError(
+            f"--step {step:g} s gives {horizon / step:,.0f} samples over {horizon:g} s; "
+            f"use a step of at least {horizon / MAX_SAMPLES:.3g} s"
+        )
+    groups = [[n.strip() for n in text.split(",") if n.strip()] for text in args.colocate]
+    chosen = [colocation.select(workload, names) for names in groups]  # unknown names fail now
     final = colocation.final_contents(workload)
     present = final[final != 0xFFFFFFFF]
     potential = (len(present) - len(np.unique(present))) * workload.page_size
@@ -189,8 +203,16 @@ def run(args: argparse.Namespace) -> int:
     if args.same_tenant_only:
         sim, tenants = same_tenant_only(workload)
         print(f"same-tenant-only: {len(set(tenants))} tenants ({', '.join(sorted(set(tenants)))})")
+    if needs_compiling():
+        print("compiling the merge engine for this machine (first run only, up to a minute) ...",
+              file=sys.stderr)  # fmt: skip
     print(f"simulating {len(settings)} setting(s) for {horizon:.0f} s ...", file=sys.stderr)
-    outcomes = run_sweep(sim, settings, cost, horizon, step)
+
+    def progress(i: int, knobs: Knobs) -> None:
+        if len(settings) > 1:
+            print(f"  [{i + 1}/{len(settings)}] {knobs.label(names)}", file=sys.stderr)
+
+    outcomes = run_sweep(sim, settings, cost, horizon, step, progress)
     print()
     print(tables.settings_table(outcomes, names))
     best = frontier(outcomes)
@@ -213,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         print(tables.pairs_table(pairs, workload.page_size, args.top, est))
     if args.colocate:
         print("\nco-location at " + (pick or outcomes[0]).knobs.label(names) + ":")
-        _colocate(workload, (pick or outcomes[0]).knobs, cost, args.colocate, horizon)
+        _colocate(workload, (pick or outcomes[0]).knobs, cost, chosen, horizon)
     if args.sketch_out:
         sks = colocation.sketches_of(workload, rec.hashes)
         sketches.save(args.sketch_out, sks, str(snaps[0].header.get("salt_id")))

@@ -205,6 +205,9 @@ def measure_cost(
                 _first_pass(ticks, rows)
             _collect(ticks[1:], roles, rows)
         period_ns = _batch_period(guard, paths, phase_s / 2, progress)
+        # Unmerge before the workers exit: with ksmd stopped, their merged pages would stay
+        # in pages_sharing (ksmd drops an exited mm's pages only when it scans again).
+        guard.set("run", 2)
         guard.set("run", 0)
         time.sleep(0.05)
     x = np.array(rows.x, dtype=np.float64)

@@ -135,9 +135,14 @@ def require_profile(path: Path | None, embedded: CostProfile | None) -> CostProf
     """
     if path is not None:
         try:
-            profile = CostProfile.from_json(path.read_text())
+            text = path.read_bytes().decode("utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read cost profile {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"{path} is not a cost profile (not text); make one with 'ksmtrace calibrate-cost'"
+            ) from None
+        profile = CostProfile.from_json(text)
     elif embedded is not None:
         profile = embedded
     else:

@@ -52,6 +52,13 @@ if not os.environ.get("NUMBA_CACHE_DIR"):
     # CACHE_DIR is missing from numba's type stubs.
     setattr(numba.core.config, "CACHE_DIR", str(_cache_dir()))  # noqa: B010
 
+
+def needs_compiling() -> bool:
+    """True when this version of the engine has not been compiled on this machine yet."""
+    folder = Path(str(getattr(numba.core.config, "CACHE_DIR", "") or _cache_dir()))
+    return not any(folder.rglob("*.nbi"))
+
+
 #: numba options of every engine function (``_nrt`` is not in numba's type stubs).
 _OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False}
 

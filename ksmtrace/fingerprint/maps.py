@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ksmtrace.errors import HostError
+
 PAGE_SHIFT = 12
 
 
@@ -67,8 +69,14 @@ def read_mergeable_regions(proc: Path, pid: int) -> list[Region] | None:
         proc: Where procfs is mounted.
         pid: The process.
     """
+    path = proc / str(pid) / "smaps"
     try:
-        text = (proc / str(pid) / "smaps").read_text(errors="replace")
+        text = path.read_text(errors="replace")
     except (FileNotFoundError, ProcessLookupError):
         return None
+    except PermissionError:
+        raise HostError(
+            f"cannot read {path}: permission denied; fingerprinting needs root with "
+            f"CAP_SYS_PTRACE over process {pid}"
+        ) from None
     return parse_smaps(text)

@@ -160,11 +160,14 @@ class Recorder:
         self.sampler.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.sampler.stop()
         self.writer.counters(self.sampler.take())
         self.writer.close()
         self.fingerprinter.close()
+        if exc_type is not None and exc_type is not KeyboardInterrupt and not self.writer.frames:
+            # Failed before the first frame: a file without frames only misleads.
+            self.writer.path.unlink(missing_ok=True)
 
     def frame(self) -> list[ProcessPages]:
         """Fingerprint every selected process once and append the frame."""

@@ -140,7 +140,7 @@ class LiveSource:
             text = render_main(cfg)
             log = None
             if self.options.debug_dir is not None:
-                self.options.debug_dir.mkdir(parents=True, exist_ok=True)
+                self.options.debug_dir.mkdir(exist_ok=True)
                 (self.options.debug_dir / "ksmtrace.rendered.c").write_text(text)
                 log = self.options.debug_dir / "bcc.log"
             self._prog = BccProgram(text, kernel_source=tree.path, debug_log=log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import zlib
@@ -238,6 +239,13 @@ class TraceReader:
                 "affected processes show as '?'"
             )
         return out
+
+    def recorded_pids(self) -> set[int]:
+        """Every pid the trace names: in its identities, or in its per-process samples."""
+        pids = set(self._identities)
+        with contextlib.suppress(sqlite3.DatabaseError):  # damaged: the identities alone
+            pids.update(r[0] for r in self.db.execute("SELECT DISTINCT pid FROM process_samples"))
+        return pids
 
     def identity_at(self, pid: int, tick_id: int) -> ProcessIdentity | None:
         """Who ``pid`` was during tick ``tick_id`` (its latest identity stored by then)."""

@@ -30,6 +30,8 @@ from ksmtrace.tracefile.schema import APPLICATION_ID, FORMAT_VERSION, SCHEMA, Tr
 _SQLITE_FULL = 13
 #: Bytes of SQLite bookkeeping assumed per stored row when estimating a Tick's size.
 _ROW_OVERHEAD = 64
+#: SQLite page size of trace files without a small --max-size (see page_size_for).
+LARGE_PAGE = 32768
 #: Kinds whose ``value``/``value2`` are quantities worth summing in ``event_counts``.
 _SUMMED_KINDS = (int(EventKind.SCAN), int(EventKind.UNMERGE))
 
@@ -107,6 +109,23 @@ def event_count_rows(tick_id: int, records: EventArray) -> list[tuple[int | None
     return rows
 
 
+def page_size_for(max_size: int | None) -> int:
+    """SQLite page size of a new trace: large, so that a truncated file stays readable.
+
+    With 32 KiB pages the schema fits on page 1 and each table's b-tree stays two levels
+    deep up to about 90 MiB; rows are then reached through the table's root page, written
+    first, so a file cut anywhere still gives every row before the cut. With 4 KiB pages
+    the schema spills onto pages allocated later, and a cut loses all of it. A small
+    --max-size gets smaller pages, so that the empty schema fits in it.
+    """
+    if max_size is None:
+        return LARGE_PAGE
+    page = 4096
+    while page < LARGE_PAGE and page * 2 * 64 <= max_size:
+        page *= 2
+    return page
+
+
 class TraceWriter:
     """Appends Ticks to a new trace file.
 
@@ -157,6 +176,7 @@ class TraceWriter:
 
     def _init_file(self) -> None:
         db = self.db
+        db.execute(f"PRAGMA page_size={page_size_for(self.max_size)}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(f"PRAGMA application_id={APPLICATION_ID}")

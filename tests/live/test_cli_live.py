@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ksmtrace.kernel.sysfs import KnobGuard
+from ksmtrace.kernel.sysfs import KnobGuard, read_ksm_sysfs
 from ksmtrace.workers import Worker, wait_until
 
 from .conftest import PATHS, knob_values, merging_pages
@@ -166,3 +166,22 @@ def test_knobs_left_by_a_killed_demo_are_restored_by_the_next_session(ksm: KnobG
     with KnobGuard(PATHS) as guard:
         assert guard.recovered, "the next session finds the killed one's journal"
     assert knob_values() == before
+
+
+def test_calibrate_cost_writes_a_profile_and_leaves_no_merged_pages(
+    fresh_ksm: KnobGuard, tmp_path: Path
+) -> None:
+    before = knob_values()
+    out = tmp_path / "cost.json"
+    res = subprocess.run(
+        [*CMD, "calibrate-cost", "--phase", "2", "--pages", "4096", "-o", str(out)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    profile = json.loads(out.read_text())
+    assert profile["page_ns"] > 0 or profile["ksm_page_ns"] > 0, profile
+    assert knob_values() == before
+    counters = read_ksm_sysfs(PATHS)
+    # Its workers are gone: none of their pages may still count as shared.
+    assert counters["pages_sharing"] == 0 and counters["pages_shared"] == 0, counters

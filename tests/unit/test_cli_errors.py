@@ -112,3 +112,34 @@ def test_help_teaches_with_examples() -> None:
         assert cmd in res.stdout
     trace_help = ksmtrace("trace", "--help").stdout
     assert "examples:" in trace_help and "--json" in trace_help and "CHURN" in trace_help
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["trace", "--duration", "inf"], "finite"),
+        (["trace", "--interval", "nan"], "finite"),
+        (["trace", "--sample-every", "0"], "--sample-every"),
+        (["trace", "--max-tracked-pages", "99999999999"], "at most"),
+        (["replay", "--fast", "--interval", "inf"], "finite"),
+        (["replay", "--speed", "-1"], "0 or more"),
+        (["replay", "--fast", "--pid", "999999"], "does not appear"),
+        (["top", "--window", "0"], "--window"),
+        (["serve", "--top", "0"], "--top"),
+        (["snapshot", "--pid", "1", "--counter-interval", "nan"], "finite"),
+        (["whatif", "x.ksmsnap", "--duration", "1e12"], "at most"),
+        (["whatif", "x.ksmsnap", "--step", "-1"], "--step"),
+        (["calibrate-cost", "--wait", "nan"], "finite"),
+    ],
+)
+def test_numbers_out_of_range_are_one_line_errors(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ksmtrace.cli import main
+    from ksmtrace.errors import UsageError
+
+    assert main(argv) == UsageError.exit_code
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and lines[0].startswith("ksmtrace: error: "), err
+    assert words in lines[0], lines[0]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from ksmtrace.aggregate import Accumulator
+from ksmtrace.engine import layout as L
 from ksmtrace.engine.cost import CostProfile, require_profile
 from ksmtrace.engine.knobs import Knobs, parse_assignments, parse_sweep
 from ksmtrace.engine.layout import NOT_PRESENT
@@ -200,3 +202,49 @@ def test_cost_profiles_round_trip_and_are_required(tmp_path: Path) -> None:
     assert require_profile(f, None) == COST
     with pytest.raises(UsageError, match="unknown format version"):
         CostProfile.from_json('{"version": 7}')
+    f.write_bytes(bytes(range(128, 256)) * 8)
+    with pytest.raises(UsageError, match="not a cost profile"):
+        require_profile(f, None)
+
+
+def test_whatif_checks_step_and_colocation_names_before_simulating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ksmtrace.cli import main
+
+    snap = write_snapshot(tmp_path / "s.ksmsnap", [[pp(1, {0: 5, 1: 6}), pp(2, {0: 5, 1: 7})]])
+    profile = tmp_path / "cost.json"
+    COST.save(profile)
+    base = ["whatif", str(snap), "--cost-profile", str(profile), "--duration", "100"]
+    for extra, words in [
+        (["--step", "1e-9"], "samples over 100 s"),
+        (["--colocate", "c1,nosuch"], "no recorded process or VM called 'nosuch'"),
+    ]:
+        assert main([*base, *extra]) == UsageError.exit_code
+        out, err = capsys.readouterr()
+        assert out == "" and "simulating" not in err, "refused before any simulation"
+        assert err.startswith("ksmtrace: error: ") and words in err, err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_engine_returns_to_python_within_a_slice_of_simulated_time() -> None:
+    """Ctrl-C and SIGTERM are handled between calls into the compiled loop."""
+    from unittest import mock
+
+    from ksmtrace.engine import model
+    from ksmtrace.engine.model import Engine
+
+    w = generate([SyntheticProcess("a", 512, 0.5, 0.1, pool=8)], 1.0, np.random.default_rng(1))
+    engine = Engine(w, Knobs(run=1, pages_to_scan=100, sleep_millisecs=20), COST)
+    spans: list[int] = []  # simulated ns each call may run
+    real = model.run_until
+
+    def counting(*args: Any) -> int:
+        spans.append(int(args[8]) - int(args[3][L.NOW]))
+        return int(real(*args))
+
+    with mock.patch.object(model, "run_until", counting):
+        engine.run_to(60 * 10**9)
+    assert len(spans) >= 60 * 10**9 // model.SLICE_NS
+    assert max(spans) <= model.SLICE_NS
+    assert engine.now_ns >= 60 * 10**9

@@ -144,3 +144,21 @@ def test_damaged_database_page_in_the_middle(
                    err.strip().splitlines())  # fmt: skip
     else:
         assert len(err.strip().splitlines()) == 1 and str(good) in err
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.75])
+def test_long_trace_cut_anywhere_keeps_the_intervals_before_the_cut(
+    tmp_path: Path, fraction: float
+) -> None:
+    """A long recording (schema and tables spanning many pages) cut at ``fraction`` of its
+    bytes still replays about that fraction of its intervals, not nothing."""
+    path = tmp_path / "long.ksmtrace"
+    ticks = list(synthetic_ticks(600, 300, pids=list(range(2000, 2060))))
+    write_trace(path, ticks, level=0)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    with ReplaySource(path, speed=0) as src:
+        replayed = [t.start_ns for t in src.ticks()]
+    kept = len(replayed) / len(ticks)
+    assert kept > fraction - 0.2, f"only {kept:.0%} of the intervals replayed"
+    assert replayed == [t.start_ns for t in ticks[: len(replayed)]], "a prefix, in order"
