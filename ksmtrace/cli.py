@@ -8,6 +8,7 @@ import pkgutil
 import signal
 import sys
 from types import FrameType, ModuleType
+from typing import NoReturn
 
 from ksmtrace import __version__, commands
 from ksmtrace.errors import KsmtraceError
@@ -39,9 +40,17 @@ def command_modules() -> list[ModuleType]:
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """An argument parser whose errors are one line that points to --help, not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` on one line and exit with argparse's status (2)."""
+        self.exit(2, f"ksmtrace: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    """The argument parser with every subcommand registered (subparsers share its class)."""
+    parser = OneLineErrors(
         prog="ksmtrace",
         description=DESCRIPTION,
         epilog=EPILOG,

@@ -32,6 +32,8 @@ _SQLITE_FULL = 13
 _ROW_OVERHEAD = 64
 #: SQLite page size of trace files without a small --max-size (see page_size_for).
 LARGE_PAGE = 32768
+#: Pages of a trace before its first interval: page 1 and one root per table and index.
+_EMPTY_PAGES = 18
 #: Kinds whose ``value``/``value2`` are quantities worth summing in ``event_counts``.
 _SUMMED_KINDS = (int(EventKind.SCAN), int(EventKind.UNMERGE))
 
@@ -170,8 +172,18 @@ class TraceWriter:
         try:
             with self._full_as_error():
                 self._init_file()
-        except BaseException:
+        except BaseException as exc:
+            # A file without its schema is no trace: remove what was just created.
             self.db.close()
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+            if isinstance(exc, TraceFullError):
+                raise TraceFullError(
+                    f"{path}: the disk is full before the trace could start (it needs about "
+                    f"{_EMPTY_PAGES * page_size_for(max_size) // 1024} KiB); nothing recorded, "
+                    f"no file left; free space in {path.parent} or record elsewhere",
+                    exc.cap_reached,
+                ) from None
             raise
 
     def _init_file(self) -> None:

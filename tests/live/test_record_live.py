@@ -165,10 +165,12 @@ def test_max_size_stops_recording_with_one_clear_line(
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A tmpfs of ``request.param`` bytes (default 2 MiB: the empty trace and a few s)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=384k", "tmpfs", str(mnt)], check=True)
+    size = getattr(request, "param", "2m")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=True)
     try:
         yield mnt
     finally:
@@ -192,3 +194,16 @@ def test_full_disk_stops_recording_and_the_file_replays(
     with ReplaySource(path, speed=0) as src:
         assert len(list(src.ticks())) >= 1
         assert src.warnings == []
+
+
+@pytest.mark.parametrize("small_disk", ["128k"], indirect=True)
+def test_disk_too_full_to_start_is_one_line_and_leaves_no_file(small_disk: Path) -> None:
+    path = small_disk / "never.ksmtrace"
+    res = subprocess.run(
+        [*KSMTRACE, "record", "-o", str(path), "--duration", "5", "--quiet"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1, res.stderr
+    assert len(lines) == 1 and "the disk is full before the trace could start" in lines[0], lines
+    assert list(small_disk.iterdir()) == [], "no half-made file left behind"

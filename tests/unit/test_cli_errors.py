@@ -143,3 +143,25 @@ def test_numbers_out_of_range_are_one_line_errors(
     lines = err.strip().splitlines()
     assert out == "" and len(lines) == 1 and lines[0].startswith("ksmtrace: error: "), err
     assert words in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["whatif", "x.ksmsnap", "--cpu-budget", "-5%"], "ksmtrace whatif --help"),
+        (["trace", "--scan-cost", "always"], "invalid choice: 'always'"),
+        (["no-such-command"], "invalid choice"),
+    ],
+)
+def test_argparse_errors_are_one_line_pointing_to_help(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ksmtrace.cli import main
+
+    with pytest.raises(SystemExit) as ex:
+        main(argv)
+    assert ex.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and lines[0].startswith("ksmtrace: error: "), err
+    assert words in lines[0] and "--help" in lines[0], lines[0]
