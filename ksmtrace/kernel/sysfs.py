@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -270,6 +271,10 @@ def _read_knob(paths: HostPaths, name: str) -> str | None:
     return None if value is None else str(value)
 
 
+#: Counters that are all 0 exactly when ksmd has no rmap_items left.
+_LIST_COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+
+
 def _restore_order(names: list[str]) -> list[str]:
     """Order knobs so each restore is accepted by the kernel.
 
@@ -307,6 +312,7 @@ class KnobGuard:
         *,
         writer: KnobWriter = write_knob,
         handle_signals: bool = True,
+        settle_s: float = 2.0,
     ) -> None:
         """Prepare a guard; nothing is read or written before ``__enter__``.
 
@@ -314,10 +320,13 @@ class KnobGuard:
             paths: Host paths of the KSM directory to guard.
             writer: Function that writes one knob; tests inject a fake kernel here.
             handle_signals: Convert SIGTERM/SIGHUP to ``SystemExit`` inside the block.
+            settle_s: Longest wait, before KSM goes back off, for ksmd to drop the pages of
+                processes that exited during the block (0: do not wait).
         """
         self._paths = paths
         self._writer = writer
         self._handle_signals = handle_signals
+        self._settle_s = settle_s
         self._original: dict[str, str] = {}
         self._restored: set[str] = set()
         self._entered = False
@@ -415,6 +424,8 @@ class KnobGuard:
         """
         failures: list[str] = []
         with signals_deferred() as arrived:
+            if self.changed.get("run", "1") != "1" and "run" not in self._restored:
+                self._let_ksmd_drop_exited()
             pending = _restore_order([n for n in self.changed if n not in self._restored])
             for name in pending:
                 self._attempt_restore(name, failures)
@@ -433,6 +444,28 @@ class KnobGuard:
             redeliver(signum)
         if error is not None:
             raise error
+
+    def _let_ksmd_drop_exited(self) -> None:
+        """Let ksmd pass its list twice (at most ``settle_s``) before KSM is switched off.
+
+        ksmd keeps counting the merged pages of a process that exited in pages_sharing until
+        its scan reaches that process; switched off at once, it never would, and the host
+        would show savings for processes long gone.
+        """
+        if self._settle_s <= 0 or _read_knob(self._paths, "run") != "1":
+            return
+        first = _read_attr(self._paths.ksm_dir / "full_scans")
+        if not isinstance(first, int):
+            return
+        deadline = time.monotonic() + self._settle_s
+        while time.monotonic() < deadline:
+            now = _read_attr(self._paths.ksm_dir / "full_scans")
+            if not isinstance(now, int) or now >= first + 2:
+                return
+            # Nothing left in ksmd's list (it then sleeps and full_scans stands still).
+            if all(_read_attr(self._paths.ksm_dir / f) == 0 for f in _LIST_COUNTERS):
+                return
+            time.sleep(0.02)
 
     # -- journal: a session killed with SIGKILL cannot restore; the next one does ------
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -665,3 +666,34 @@ def test_a_live_sessions_journal_is_left_alone(host: HostPaths) -> None:
     with KnobGuard(host, handle_signals=False) as guard:
         assert guard.recovered == {}
     assert _raw(host, "pages_to_scan") == "4000" and journal.exists()
+
+
+def test_guard_lets_ksmd_drop_exited_processes_before_switching_ksm_off(host: HostPaths) -> None:
+    """run back to 0 only after ksmd passed its list twice, so pages of processes that
+    exited during the session do not stay counted in pages_sharing."""
+    (host.ksm_dir / "run").write_text("0\n")
+    (host.ksm_dir / "pages_sharing").write_text("500\n")
+    scans_when_run_written: list[str] = []
+
+    def writer(paths: HostPaths, name: str, value: str) -> None:
+        if name == "run" and value == "0":
+            scans_when_run_written.append(_raw(paths, "full_scans"))
+        (paths.ksm_dir / name).write_text(value + "\n")
+
+    def ksmd_scanning() -> None:
+        for n in (13, 14):
+            time.sleep(0.1)
+            (host.ksm_dir / "full_scans").write_text(f"{n}\n")
+
+    with KnobGuard(host, writer=writer, settle_s=5.0) as guard:
+        guard.set("run", 1)
+        scanner = threading.Thread(target=ksmd_scanning)
+        scanner.start()
+    scanner.join()
+    assert scans_when_run_written == ["14"], "restored only after two more full scans"
+    started = time.monotonic()
+    with KnobGuard(host, writer=writer, settle_s=5.0) as guard:
+        guard.set("run", 1)
+        for name in ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile"):
+            (host.ksm_dir / name).write_text("0\n")
+    assert time.monotonic() - started < 1.0, "an empty ksmd list needs no wait"
