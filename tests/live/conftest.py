@@ -31,16 +31,32 @@ def _root_and_lock(request: pytest.FixtureRequest) -> Iterator[None]:
         with KnobGuard(PATHS):
             pass  # first put back knobs that a killed earlier session left changed
         before = knob_values()
+        merged_before = merged_pages()
         yield
         after = knob_values()
+        merged_after = merged_pages()
     assert after == before, f"KSM knobs not restored: before {before}, after {after}"
+    if merged_before == 0:
+        assert merged_after == 0, (
+            f"{merged_after} pages still count as merged: KSM was switched off while pages "
+            "of exited processes were still counted"
+        )
+
+
+def merged_pages() -> int:
+    """pages_shared + pages_sharing now."""
+    values = read_ksm_sysfs(PATHS)
+    return int(values["pages_shared"]) + int(values["pages_sharing"])
 
 
 @pytest.fixture
 def ksm() -> Iterator[KnobGuard]:
-    """A KnobGuard: the test changes knobs through it; they are restored afterwards."""
+    """A KnobGuard: the test changes knobs through it; they are restored afterwards, after
+    unmerging what the test merged (with KSM off, pages of its exited processes would
+    otherwise stay counted as merged)."""
     with KnobGuard(PATHS) as guard:
         yield guard
+        guard.set("run", 2)
 
 
 @pytest.fixture
