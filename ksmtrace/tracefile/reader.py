@@ -133,6 +133,7 @@ class TraceReader:
         """
         self.path = path
         self.warnings, truncated = check_file(path)
+        self._truncated = truncated
         self.unreadable_events = 0
         self._skipped: dict[int, int] = {}
         self._chunk_index: dict[int, list[tuple[int, int, int, str, int]]] | None = None
@@ -179,6 +180,11 @@ class TraceReader:
             rows = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
             header = TraceHeader.from_meta(rows)
         except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+            if self._truncated:
+                raise TraceFormatError(
+                    f"{p}: the file is truncated and its header was on the lost part "
+                    f"({exc}), so nothing in it can be replayed; copy the whole file again"
+                ) from exc
             raise TraceFormatError(f"{p}: the trace header is unreadable ({exc})") from exc
         if header.magic != MAGIC:
             raise TraceFormatError(f"{p}: not a ksmtrace trace (magic {header.magic!r})")

@@ -162,3 +162,15 @@ def test_long_trace_cut_anywhere_keeps_the_intervals_before_the_cut(
     kept = len(replayed) / len(ticks)
     assert kept > fraction - 0.2, f"only {kept:.0%} of the intervals replayed"
     assert replayed == [t.start_ns for t in ticks[: len(replayed)]], "a prefix, in order"
+
+
+def test_truncated_before_the_header_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """4 KiB pages (a small --max-size): the schema spills onto later pages; cut before
+    them, nothing is readable, and the one line says the file is truncated."""
+    path = tmp_path / "small.ksmtrace"
+    write_trace(path, list(synthetic_ticks(2, 10)), max_size=200 * 1024)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert_one_line_error(capsys, path, "truncated and its header was on the lost part")
