@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser of each subcommand, by name."""
+    for action in parser._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def _terminate(signum: int, _frame: FrameType | None) -> None:
     # SIGTERM and SIGHUP unwind like Ctrl-C does, so every cleanup path runs.
     raise SystemExit(128 + signum)
@@ -73,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         # Option types may raise a KsmtraceError (a bad --from, --max-size...).
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # Point to the help of the subcommand the unknown arguments were given to.
+            owner = _subparsers(parser).get(getattr(args, "command", None) or "", parser)
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
     except KsmtraceError as exc:
         print(f"ksmtrace: error: {exc}", file=sys.stderr)
         return exc.exit_code

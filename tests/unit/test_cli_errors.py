@@ -151,6 +151,7 @@ def test_numbers_out_of_range_are_one_line_errors(
         (["whatif", "x.ksmsnap", "--cpu-budget", "-5%"], "ksmtrace whatif --help"),
         (["trace", "--scan-cost", "always"], "invalid choice: 'always'"),
         (["no-such-command"], "invalid choice"),
+        (["trace", "--bogus"], "unrecognized arguments: --bogus (see 'ksmtrace trace --help')"),
     ],
 )
 def test_argparse_errors_are_one_line_pointing_to_help(
