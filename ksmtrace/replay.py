@@ -102,7 +102,27 @@ class ReplaySource:
         lo = self.trace_start_ns + int((start_s or 0.0) * 1e9)
         hi = None if end_s is None else self.trace_start_ns + int(end_s * 1e9)
         self._rows = [r for r in rows if r.end_ns > lo and (hi is None or r.end_ns <= hi)]
+        self._window = (start_s, end_s)
         self._flush_warnings()
+
+    def check_window(self) -> None:
+        """Refuse a --from/--to window that holds no recorded interval.
+
+        Raises:
+            UsageError: the window starts past the end or falls between two intervals.
+        """
+        start_s, end_s = self._window
+        if self._rows or (start_s is None and end_s is None) or not self._reader:
+            return
+        if not self._reader.ticks:
+            raise UsageError(f"{self.path} holds no recorded interval yet")
+        covers = f"the trace covers 0 to {self.duration_s:.0f} s"
+        if start_s is not None and start_s >= self.duration_s:
+            raise UsageError(f"--from {start_s:g} s is past the end: {covers}")
+        raise UsageError(
+            f"no recorded interval ends inside --from/--to ({covers} in "
+            f"{self.interval_s:g} s intervals); widen the window"
+        )
 
     @property
     def warnings(self) -> list[str]:

@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ksmtrace: warning: {line}", file=sys.stderr, flush=True)
 
     with ReplaySource(args.file, speed, args.start, args.end, on_warning=warn) as src:
+        src.check_window()
         _check_pids(src, args.pid)
         if args.serve:
             return serve_replay(src, args)
@@ -181,12 +182,6 @@ def run(args: argparse.Namespace) -> int:
                 print(out if args.json else out + "\n", flush=True)
         except KeyboardInterrupt:
             pass
-        if first_ns is None and (args.start is not None or args.end is not None):
-            print(
-                f"ksmtrace: warning: no interval between --from and --to: the trace covers "
-                f"0 to {src.duration_s:.0f} s",
-                file=sys.stderr,
-            )
         if not args.json:
             seconds = (last_ns - first_ns) / 1e9 if first_ns is not None and last_ns else 0.0
             print(format_summary(acc, seconds))

@@ -51,7 +51,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("file", nargs="?", type=Path, help="trace file (default: the bundled sample)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--html", type=Path, metavar="OUT", help="write an HTML report with plots")
-    out.add_argument("--png", type=Path, metavar="OUT", help="write the plots as a PNG image")
+    out.add_argument(
+        "--png",
+        type=Path,
+        metavar="OUT",
+        help="write the plots as an image: PNG, or SVG/PDF when OUT ends in .svg/.pdf",
+    )
     p.add_argument("--from", dest="start", type=parse_offset, help="start this far into the trace")
     p.add_argument("--to", dest="end", type=parse_offset, help="stop this far into the trace")
     p.add_argument("--top", type=positive_int("--top"), default=20, help="processes listed (20)")
@@ -78,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
         _write(args.html, render_html(summary).encode())
         print(f"Wrote {args.html}", file=sys.stderr)
     elif args.png:
-        from ksmtrace.report.plots import render_png
+        from ksmtrace.report.plots import IMAGE_FORMATS, render_png
 
-        _write(args.png, render_png(summary))
+        suffix = args.png.suffix.lower().lstrip(".")
+        _write(args.png, render_png(summary, suffix if suffix in IMAGE_FORMATS else "png"))
         print(f"Wrote {args.png}", file=sys.stderr)
     else:
         print(format_report(summary, args.top))

@@ -119,7 +119,12 @@ def add_parser(sub: Any) -> None:
         default=1.0,
         help="replay: times the recorded pace (1)",
     )
-    p.add_argument("--from", dest="start", type=parse_offset, help="replay: start this far in")
+    p.add_argument(
+        "--from",
+        dest="start",
+        type=parse_offset,
+        help="replay: start this far in (seeking back stays possible)",
+    )
     p.add_argument("--to", dest="end", type=parse_offset, help="replay: stop this far in")
     add_view_options(p)
     add_probe_options(p)
@@ -159,7 +164,7 @@ def run_tui(
 
     app = TopApp(
         feed, window_s=args.window, speed=speed, paused=args.paused, regions=regions,
-        vms=vms, grouping=args.group, sort=args.sort,
+        vms=vms, grouping=args.group, sort=args.sort, seek_s=getattr(args, "start", None),
     )  # fmt: skip
     try:
         app.run()

@@ -92,8 +92,10 @@ def summarize(
 
     Raises:
         TraceFormatError: the file is not a readable trace.
+        UsageError: the --from/--to window holds no recorded interval.
     """
     with ReplaySource(path, speed=0, start_s=start_s, end_s=end_s) as src:
+        src.check_window()
         acc = Accumulator()
         series = Series()
         knobs: list[KnobChange] = []

@@ -32,7 +32,8 @@ def _figure(s: TraceSummary) -> Any:
     ]
     if ranked[TOP_PROCESSES:]:
         bands.append(rest)
-        labels.append(f"{len(ranked) - TOP_PROCESSES} other processes")
+        others = len(ranked) - TOP_PROCESSES
+        labels.append(f"{others} other process{'es' if others > 1 else ''}")
     if bands:
         ax_saved.stackplot(t, *bands, labels=labels, alpha=0.8)
     ax_saved.plot(t, [v / 2**20 for v in ser.saved_bytes], color="black", lw=1, label="host total")
@@ -69,12 +70,16 @@ def _figure(s: TraceSummary) -> Any:
     return fig
 
 
-def render_png(s: TraceSummary) -> bytes:
-    """The report's plots as one PNG image."""
+#: Image formats ``report --png`` writes, chosen by the output file's suffix (else PNG).
+IMAGE_FORMATS = ("png", "svg", "pdf")
+
+
+def render_png(s: TraceSummary, fmt: str = "png") -> bytes:
+    """The report's plots as one image: PNG, or ``fmt`` ("svg", "pdf")."""
     from matplotlib import pyplot as plt
 
     fig = _figure(s)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format=fmt, dpi=100)
     plt.close(fig)
     return buf.getvalue()

@@ -126,11 +126,13 @@ class ReplayFeed(RecordedFeed):
 
     Args:
         path: the trace; None for the sample bundled with ksmtrace.
-        start_s: where playback starts (``--from``), seconds into the trace.
+        start_s: ``--from``, seconds into the trace: refuses a window past the end; the UI
+            seeks there first (reading from the start, so its rates are averaged in full).
         end_s: where it ends (``--to``).
 
     Raises:
         TraceFormatError: the file is not a readable trace (raised here, before any UI).
+        UsageError: the --from/--to window holds no recorded interval.
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class ReplayFeed(RecordedFeed):
         # SQLite connections belong to the thread that opened them: this one only checks the
         # file and reads its length; the worker thread opens its own.
         with ReplaySource(path, 0.0, start_s, end_s) as probe:
+            probe.check_window()
             self.trace_path = probe.path
             self.header = probe.header
             self.warnings: list[str] = list(probe.warnings)
@@ -156,8 +159,7 @@ class ReplayFeed(RecordedFeed):
     def _open_at(self, start_s: float | None) -> Iterator[Tick]:
         if self._source is not None:
             self._source.close()
-        start = self.start_s if start_s is None else start_s
-        self._source = ReplaySource(self.trace_path, 0.0, start, self.end_s)
+        self._source = ReplaySource(self.trace_path, 0.0, start_s, self.end_s)
         new = [w for w in self._source.warnings if w not in self.warnings]
         self.warnings += new
         return self._source.ticks(0.0)

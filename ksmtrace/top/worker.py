@@ -175,7 +175,7 @@ class SnapshotWorker:
             frozen = self.paused or self._cursor < self._tape.head
             self.set_paused(not frozen)
         elif self.paused or self._at_end:
-            self._control(paused=False, _seek=0.0 if self._at_end else None)
+            self._control(paused=False, _seek=0.0 if self._at_end else None, _resend=True)
         else:
             self.set_paused(True)
 
@@ -193,6 +193,9 @@ class SnapshotWorker:
 
     def seek(self, t_s: float) -> None:
         """Show the trace at ``t_s`` seconds (live: within the tape; past the end: follow)."""
+        if self.feed.live and t_s == float("inf"):
+            self.set_paused(False)  # following the newest tick is playing, even after a pause
+            return
         duration = self.feed.duration_s
         if duration is not None:
             t_s = min(t_s, duration)
@@ -332,7 +335,8 @@ class SnapshotWorker:
     def _do_seek(self, t_s: float) -> None:
         items = self._tape.items
         if not self.feed.live:
-            ahead = items and t_s > items[-1].t_s + FAR_SEEK_S and t_s != float("inf")
+            newest = items[-1].t_s if items else 0.0
+            ahead = t_s > newest + FAR_SEEK_S and t_s != float("inf")
             if ahead or (items and t_s < items[0].t_s - 1e-9):
                 self._reopen(t_s)
             self._at_end = False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -12,8 +15,10 @@ from ksmtrace.top.feeds import LiveFeed
 from ksmtrace.top.model import Regions
 from ksmtrace.top.synthetic import FakeHost, FakeProcess, SyntheticSource
 from ksmtrace.tui import TopApp
+from ksmtrace.tui.app import WIDE_FROM
 from ksmtrace.tui.help import HelpScreen
 from ksmtrace.tui.widgets.detail import DetailPane
+from ksmtrace.tui.widgets.header import KsmHeader
 from ksmtrace.tui.widgets.table import ProcessTable
 
 from . import scenarios
@@ -292,3 +297,50 @@ def test_80x24_fits_every_column_and_160x48_puts_the_detail_beside() -> None:
 
     run_app(paused_app(scenarios.busy(), 20), narrow, size=(80, 24))
     run_app(paused_app(scenarios.busy(), 20), wide, size=(160, 48))
+
+
+def test_resizing_places_the_detail_pane_for_the_new_width_and_refits_the_table() -> None:
+    async def body(pilot: Pilot[int], app: TopApp) -> None:
+        table = app.query_one(ProcessTable)
+        for width, wide in ((160, True), (100, False), (WIDE_FROM - 1, False), (WIDE_FROM, True)):
+            await pilot.resize_terminal(width, 40)
+            await wait_until(pilot, lambda: table.size.width > len(table.header))
+            await pilot.pause()
+            assert app.screen.has_class("-wide") == wide, width
+            assert len(table.header) == table.size.width - 1, width
+            assert table.header.rstrip().endswith("EFF"), "every column is shown"
+
+    run_app(paused_app(scenarios.busy(), 20), body, size=(100, 32))
+
+
+def test_header_lines_never_wrap_and_keep_the_rates_at_80_columns() -> None:
+    async def body(pilot: Pilot[int], app: TopApp) -> None:
+        assert app.snapshot is not None
+        host = dataclasses.replace(
+            app.snapshot.host,
+            saved_bytes=123 << 30,
+            zero_page_bytes=12 << 30,
+            general_profit=-(12 << 30),
+            ksmd_cpu_pct=100.0,
+            scan_pages_per_s=1_234_567,
+            full_scans=123_456,
+            last_scan_s=1234.5,
+            last_scan_cpu_s=123.4,
+            merges_per_s=123_456,
+            cow_per_s=123_456,
+            lost_window=123_456,
+            lost_total=12_345_678,
+        )
+        header = app.query_one(KsmHeader)
+        header.show(dataclasses.replace(app.snapshot, host=host))
+        await pilot.pause()
+        lines = [
+            "".join(seg.text for seg in strip).strip()
+            for strip in header.render_lines(Region(0, 0, header.outer_size.width, 3))
+        ]
+        assert lines[0].startswith("KSM on") and lines[1].startswith("saved 123.0G"), lines
+        assert lines[2].startswith("full scans 123456"), lines
+        for word in ("profit", "ksmd 100.0% CPU", "merges", "COW", "lost"):
+            assert word in lines[1] + lines[2], (word, lines)
+
+    run_app(paused_app(scenarios.busy(), 10), body, size=(80, 24))

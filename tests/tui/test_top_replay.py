@@ -59,13 +59,25 @@ def test_sorting_selecting_and_seeking_in_the_sample() -> None:
     run_app(paused_app(ReplayFeed(None), 50.0, tape=10), body)
 
 
-def test_from_and_to_bound_the_replay() -> None:
+def test_from_is_where_the_replay_starts_with_full_rates_and_to_ends_it() -> None:
+    seen: dict[str, list[tuple[str, float, float]]] = {}
+
     async def body(pilot: Pilot[int], app: TopApp) -> None:
-        await wait_shown(pilot, app, shown_t(21.0))
+        await wait_shown(pilot, app, shown_t(30.0))
+        seen[str(len(seen))] = [(r.label, r.merges_per_s, r.cows_per_s) for r in app.shown_rows]
+
+    run_app(paused_app(ReplayFeed(None), 30.0), body)
+    run_app(paused_app(ReplayFeed(None, start_s=30.0, end_s=40.0), 30.0), body)
+    assert seen["0"] == seen["1"], "rates at --from are averaged over a full window"
+
+    async def bounds(pilot: Pilot[int], app: TopApp) -> None:
+        await wait_shown(pilot, app, shown_t(30.0))
         await pilot.press("e")
         await wait_shown(pilot, app, shown_t(40.0))
+        await pilot.press("b")
+        await wait_shown(pilot, app, tick_ends()[0])
 
-    run_app(paused_app(ReplayFeed(None, start_s=20.0, end_s=40.0), 0.0), body)
+    run_app(paused_app(ReplayFeed(None, start_s=30.0, end_s=40.0), 30.0), bounds)
 
 
 def test_replay_tui_refuses_options_that_print() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
+SAMPLE = Path(__file__).parent.parent.parent / "ksmtrace" / "data" / "sample.ksmtrace"
 
 
 def ksmtrace(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -130,6 +131,11 @@ def test_help_teaches_with_examples() -> None:
         (["whatif", "x.ksmsnap", "--duration", "1e12"], "at most"),
         (["whatif", "x.ksmsnap", "--step", "-1"], "--step"),
         (["calibrate-cost", "--wait", "nan"], "finite"),
+        (["replay", "--fast", "--from", "70"], "past the end: the trace covers 0 to 60 s"),
+        (["report", "--from", "1h"], "past the end"),
+        (["top", str(SAMPLE), "--from", "61"], "past the end"),
+        (["replay", "--tui", "--from", "2m"], "past the end"),
+        (["report", "--from", "10.2", "--to", "10.5"], "widen the window"),
     ],
 )
 def test_numbers_out_of_range_are_one_line_errors(

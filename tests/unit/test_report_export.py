@@ -95,6 +95,9 @@ def test_html_and_png_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "Per process" in page and "vm-web-1" in page
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert html.stat().st_mode & 0o777 == png.stat().st_mode & 0o777 == 0o600
+    svg = tmp_path / "r.svg"
+    cli(capsys, "report", "--png", str(svg))
+    assert b"<svg" in svg.read_bytes()[:1000], "the suffix picks the image format"
 
 
 def test_replay_and_report_show_lost_events_per_kind(

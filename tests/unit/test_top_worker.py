@@ -169,6 +169,44 @@ def test_live_feed_follows_freezes_and_reads_the_selected_regions() -> None:
     assert source.closed and w.closed.is_set(), "stopping the worker closes the source"
 
 
+def test_resuming_says_so_at_once_not_after_the_next_tick(recording: RecordedFeed) -> None:
+    c = Collector()
+    w = start(recording, c, paused=True, seek_s=10.0, speed=0.25)  # next tick 4 s away
+    try:
+        c.wait(lambda s: s.t_s == 10.0 and s.paused)
+        w.toggle_pause()
+        resumed = c.wait(lambda s: not s.paused, timeout_s=1.0)
+        assert resumed.t_s == 10.0, "the same tick, now shown as playing"
+    finally:
+        w.stop()
+
+
+def test_live_end_key_follows_again_after_a_pause() -> None:
+    source = SyntheticSource(PROCS, FakeHost(interval_s=0.05), realtime=True)
+    c = Collector()
+    w = start(LiveFeed(source, 0.05), c)
+    try:
+        c.wait(lambda s: s.t_s >= 0.2)
+        w.toggle_pause()
+        frozen = c.wait(lambda s: s.paused)
+        w.seek(float("inf"))
+        c.wait(lambda s: not s.paused and s.t_s > frozen.t_s + 0.2)
+    finally:
+        assert w.stop()
+
+
+def test_a_far_first_seek_reopens_a_window_early_so_rates_are_full() -> None:
+    feed = tick_list_feed(synthetic_ticks(PROCS, 400))
+    c = Collector()
+    w = start(feed, c, paused=True, seek_s=390.0)
+    try:
+        snap = c.wait(lambda s: True)
+        assert snap.t_s == 390.0 and snap.note == "totals since 385s"
+        assert snap.rows[0].merges_per_s == pytest.approx(100.0)
+    finally:
+        w.stop()
+
+
 def test_a_failing_source_is_reported_and_closed() -> None:
     closed = threading.Event()
 

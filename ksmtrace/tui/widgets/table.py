@@ -103,6 +103,7 @@ class ProcessTable(ScrollView, can_focus=True):
         self._lines: list[str] = []
         self._gone: list[bool] = []
         self._shown_key = ""
+        self._shown: tuple[Sequence[Row], str, bool] | None = None
 
     # -- content ------------------------------------------------------------------------------
 
@@ -112,6 +113,7 @@ class ProcessTable(ScrollView, can_focus=True):
 
     def show_rows(self, rows: Sequence[Row], sort_id: str, descending: bool, keep: str) -> None:
         """Show ``rows`` in order, keeping the cursor on the row keyed ``keep`` if present."""
+        self._shown = (rows, sort_id, descending)
         width = self.name_width()
         arrow = "▼" if descending else "▲"
         titles = [c.title + (arrow if c.id == sort_id else "") for c in COLUMNS]
@@ -123,6 +125,11 @@ class ProcessTable(ScrollView, can_focus=True):
         index = self.keys.index(keep) if keep in self.keys else min(self.cursor, len(rows) - 1)
         self.cursor = max(0, index)
         self.refresh()
+
+    def on_resize(self) -> None:
+        """Fit the NAME column to the new width."""
+        if self._shown is not None:
+            self.show_rows(*self._shown, keep=self.cursor_key)
 
     @property
     def row_count(self) -> int:
