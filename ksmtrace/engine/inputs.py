@@ -82,7 +82,7 @@ def set_content(P, N, g, mmst, ev, p, mm, value):
         if value != NOT_PRESENT:
             g[COW_KSM] += 1
             mmst[mm, MM_COWS] += 1
-            life = g[NOW] + g[SPENT] - N.t_ns[k]
+            life = g[NOW] + g[SPENT] - int(N.t_ms[k]) * 1_000_000
             emit(g, ev, K_COW, mm + 1, int(P.addr[p]), life, k + 1)
     if f & ZERO_MAPPED:
         P.flags[p] &= ~ZERO_MAPPED

@@ -64,7 +64,7 @@ def alloc_node(N, g):
     N.items[n] = -1
     N.next_dup[n] = -1
     N.chain[n] = -1
-    N.t_ns[n] = g[NOW] + g[SPENT]
+    N.t_ms[n] = (g[NOW] + g[SPENT]) // 1_000_000
     g[N_NODES_LIVE] += 1
     return n
 
@@ -236,8 +236,8 @@ def stable_node_dup(P, N, T, g, mmst, ev, n_mm, c, prune):
     collapses into a regular node; a found dup with room for two more moves to the head.
     """
     now = g[NOW] + g[SPENT]
-    if prune and now >= N.t_ns[c] + g[PRUNE_MS] * 1_000_000:
-        N.t_ns[c] = now
+    if prune and now >= (int(N.t_ms[c]) + g[PRUNE_MS]) * 1_000_000:
+        N.t_ms[c] = now // 1_000_000
     else:
         prune = False
     found = -1

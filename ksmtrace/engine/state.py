@@ -5,7 +5,7 @@ keeps 20 bytes: the current content id, the content id of the last checksum
 (``oldchecksum``), the stable node of its item or PTE, the next item on that node, and four
 bytes of flags, age, remaining skips and unstable-tree sequence stamp. Per shareable
 content (one that two or more pages hold at some time) it keeps 9 bytes (stable-tree head,
-unstable-tree item, zero flag); per KSM page (stable node) 36 bytes. The virtual page
+unstable-tree item, zero flag); per KSM page (stable node) 32 bytes. The virtual page
 numbers are part of the workload, not of the state.
 """
 
@@ -61,7 +61,7 @@ class Nodes(NamedTuple):
     items: I32  # first rmap_item (regular, dup) or first dup (chain)
     next_dup: I32  # next dup of the same chain, or next free node
     chain: I32  # chain of a dup, -1 for a regular node
-    t_ns: I64  # creation time (regular, dup) or chain_prune_time (chain)
+    t_ms: U32  # creation time (regular, dup) or chain_prune_time (chain), simulated ms
     stale: I32  # ring of nodes whose KSM page was freed (mapcount reached 0), oldest first
 
 
@@ -111,7 +111,7 @@ def new_nodes(capacity: int) -> Nodes:
         items=np.full(capacity, -1, dtype=np.int32),
         next_dup=np.full(capacity, -1, dtype=np.int32),
         chain=np.full(capacity, -1, dtype=np.int32),
-        t_ns=np.zeros(capacity, dtype=np.int64),
+        t_ms=np.zeros(capacity, dtype=np.uint32),
         stale=np.full(capacity, -1, dtype=np.int32),
     )
 
