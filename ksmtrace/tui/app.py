@@ -71,6 +71,8 @@ class TopApp(App[int]):
             for i, c in enumerate(COLUMNS, 1)
         ),
         Binding("d", "toggle_detail", "Show / hide the detail pane", show=False),
+        Binding("shift+down,J", "scroll_detail(3)", "Scroll the detail pane down", show=False),
+        Binding("shift+up,K", "scroll_detail(-3)", "Scroll the detail pane up", show=False),
         Binding("space,p", "pause", "Play/Pause"),
         Binding("plus", "faster", "Faster replay", show=False),
         Binding("minus", "slower", "Slower replay", show=False),
@@ -283,6 +285,10 @@ class TopApp(App[int]):
         """Show or hide the detail pane (the table takes the room)."""
         self.detail_shown = not self.detail_shown
         self.refresh_view()
+
+    def action_scroll_detail(self, lines: int) -> None:
+        """Scroll the detail pane (the table keeps the arrow keys)."""
+        self.query_one(DetailPane).scroll_relative(y=lines, animate=False)
 
     # -- playback actions (handled by the worker) ---------------------------------------------
 

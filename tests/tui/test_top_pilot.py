@@ -344,3 +344,17 @@ def test_header_lines_never_wrap_and_keep_the_rates_at_80_columns() -> None:
             assert word in lines[1] + lines[2], (word, lines)
 
     run_app(paused_app(scenarios.busy(), 10), body, size=(80, 24))
+
+
+def test_the_detail_pane_scrolls_with_shift_arrows_at_80x24() -> None:
+    async def body(pilot: Pilot[int], app: TopApp) -> None:
+        detail = app.query_one(DetailPane)
+        await wait_until(pilot, lambda: detail.max_scroll_y > 0)
+        table_cursor = app.query_one(ProcessTable).cursor
+        await pilot.press("shift+down", "J")
+        await wait_until(pilot, lambda: detail.scroll_y == min(6, detail.max_scroll_y))
+        assert app.query_one(ProcessTable).cursor == table_cursor, "the table keeps its row"
+        await pilot.press("K", "shift+up")
+        await wait_until(pilot, lambda: detail.scroll_y == 0)
+
+    run_app(paused_app(scenarios.busy(), 20), body, size=(80, 24))

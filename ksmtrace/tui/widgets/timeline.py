@@ -16,7 +16,7 @@ def _state(snap: TopSnapshot) -> Text:
     if snap.at_end:
         return Text("■ END ", "bold")
     if snap.paused:
-        return Text("⏸ PAUSED ", "bold yellow")
+        return Text(f"⏸ PAUSED {snap.speed:g}x ", "bold yellow")
     return Text(f"▶ {snap.speed:g}x ", "bold green")
 
 
