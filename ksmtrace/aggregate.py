@@ -36,11 +36,17 @@ LIFETIME_BUCKETS_S: tuple[float, ...] = tuple(
 
 @dataclass(slots=True)
 class LifetimeHistogram:
-    """Merge-to-first-write lifetimes, counted in :data:`LIFETIME_BUCKETS_S` buckets."""
+    """Merge-to-first-write lifetimes, counted in :data:`LIFETIME_BUCKETS_S` buckets.
+
+    ``min_s`` and ``max_s`` are the shortest and longest lifetime counted (None when they
+    are not known, as for a histogram summed from the counts of others).
+    """
 
     counts: list[int] = field(default_factory=lambda: [0] * len(LIFETIME_BUCKETS_S))
     total_s: float = 0.0
     unknown: int = 0
+    min_s: float | None = None
+    max_s: float | None = None
 
     def add(self, lifetimes_ns: EventArray) -> None:
         """Count lifetimes (ns); LIFETIME_UNKNOWN values are counted apart."""
@@ -51,6 +57,9 @@ class LifetimeHistogram:
             for i, n in zip(*np.unique(idx, return_counts=True), strict=True):
                 self.counts[int(i)] += int(n)
             self.total_s += float(known.sum())
+            lo, hi = float(known.min()), float(known.max())
+            self.min_s = lo if self.min_s is None else min(self.min_s, lo)
+            self.max_s = hi if self.max_s is None else max(self.max_s, hi)
 
     @property
     def count(self) -> int:
@@ -58,16 +67,30 @@ class LifetimeHistogram:
         return sum(self.counts)
 
     def quantile(self, q: float) -> float | None:
-        """Approximate quantile (seconds): the upper bound of the bucket holding it."""
+        """Approximate quantile (seconds), interpolated inside the bucket that holds it.
+
+        Lifetimes are taken as spread evenly over their bucket on a log scale (the buckets
+        grow geometrically), narrowed to the shortest and longest lifetime seen, so a median
+        is not rounded up to a bucket bound and no quantile exceeds the longest lifetime.
+        """
         n = self.count
         if n == 0:
             return None
         rank = q * n
         seen = 0
-        for bound, c in zip(LIFETIME_BUCKETS_S, self.counts, strict=True):
+        lower = 0.0
+        for i, (bound, c) in enumerate(zip(LIFETIME_BUCKETS_S, self.counts, strict=True)):
+            if c and seen + c >= rank:
+                upper = bound if bound != float("inf") else LIFETIME_BUCKETS_S[i - 1]
+                if self.min_s is not None and self.max_s is not None:
+                    lower = max(lower, min(self.min_s, upper))
+                    upper = max(lower, min(upper, self.max_s))
+                frac = max(0.0, rank - seen) / c
+                if lower > 0:  # the buckets grow geometrically: interpolate on a log scale
+                    return float(lower * (upper / lower) ** frac)
+                return upper * frac
             seen += c
-            if seen >= rank and c:
-                return bound
+            lower = bound
         return LIFETIME_BUCKETS_S[-2]
 
 
@@ -203,6 +226,15 @@ def _count_by_pid(
     pids, inv = np.unique(records["pid"], return_inverse=True)
     sums = np.bincount(inv, weights=weights, minlength=len(pids))
     return {int(p): int(s) for p, s in zip(pids, sums, strict=True)}
+
+
+def efficiency(saved_bytes: int, scan_cpu_per_s: float) -> float | None:
+    """Saved MiB per ksmd CPU-second spent each second (None when ksmd spent nothing).
+
+    A ratio of two levels, saved memory over ksmd's CPU rate, so it does not grow or shrink
+    with how long the trace ran.
+    """
+    return saved_bytes / 2**20 / scan_cpu_per_s if scan_cpu_per_s > 0 else None
 
 
 def share_of_savings(sample: HostSample, merging_pages: int, zero_pages: int) -> int:

@@ -135,6 +135,11 @@ class ReplaySource:
         return self._reader.unreadable_events if self._reader else 0
 
     @property
+    def lost_unknown(self) -> int:
+        """Intervals whose lost-event counts were damaged."""
+        return self._reader.lost_unknown if self._reader else 0
+
+    @property
     def duration_s(self) -> float:
         """Length of the whole trace in seconds."""
         return (self.trace_end_ns - self.trace_start_ns) / 1e9

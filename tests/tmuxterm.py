@@ -65,6 +65,13 @@ class TmuxTerminal:
             _tmux("send-keys", "-t", self.name, key)
             time.sleep(0.15)
 
+    def command_pid(self) -> int:
+        """The pid of the command (the child of the shell the pane runs)."""
+        shell = int(_tmux("display-message", "-p", "-t", self.name, "#{pane_pid}"))
+        children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+        assert children, "the command is not running"
+        return int(children[0])
+
     def exit_status(self) -> int | None:
         """The command's exit status once it ended, else None."""
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import threading
 import time
 from typing import Any
 
@@ -50,6 +52,9 @@ examples:
   ksmtrace demo --duration 60 --interval 5
   ksmtrace demo --pages-to-scan 100 --sleep-millisecs 20   KSM's defaults: slower merging
   ksmtrace demo --quiet                  only the summary
+  ksmtrace demo --workload-only          the workload with KSM on, traced by nothing, until
+                                         Ctrl-C: try 'ksmtrace top', 'trace', 'record' or
+                                         'serve' on it from another terminal
 """
 
 
@@ -64,7 +69,9 @@ def add_parser(sub: Any) -> None:
     )
     add_probe_options(p)
     p.add_argument(
-        "--duration", type=positive_float("--duration"), default=30.0, help="seconds to trace (30)"
+        "--duration",
+        type=positive_float("--duration"),
+        help="seconds to trace (30; with --workload-only: until Ctrl-C)",
     )
     p.add_argument(
         "--interval", type=positive_float("--interval"), default=3.0, help="seconds per table (3)"
@@ -72,16 +79,51 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--pages-to-scan", default="1000", help="KSM pages_to_scan during the demo")
     p.add_argument("--sleep-millisecs", default="10", help="KSM sleep_millisecs during the demo")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument(
+        "--workload-only",
+        action="store_true",
+        help="start the workload and switch KSM on, but trace nothing (for the other commands)",
+    )
     p.set_defaults(run=run)
+
+
+def _run_workload_only(args: argparse.Namespace, pages_to_scan: str, sleep_ms: str) -> int:
+    """Keep the demo's workload merging, without probes, until --duration or a signal."""
+    paths = HostPaths.from_env()
+    with SessionLock("ksmtrace demo --workload-only"), KnobGuard(paths) as guard:
+        if guard.recovered:
+            print(f"Restored the KSM knobs a killed ksmtrace session left: {guard.recovered}")
+        with Workers(DEMO_WORKERS) as workers:
+            guard.set("pages_to_scan", pages_to_scan)
+            guard.set("sleep_millisecs", sleep_ms)
+            guard.set("run", "1")
+            running = ", ".join(
+                f"{spec.name} {pid}" for spec, pid in zip(DEMO_WORKERS, workers.pids, strict=True)
+            )
+            until = f"for {args.duration:.0f} s" if args.duration else "until Ctrl-C"
+            print(
+                f"Workload running ({running}); KSM on: run=1 pages_to_scan={pages_to_scan} "
+                f"sleep_millisecs={sleep_ms}, {until}.\n"
+                "From another terminal try: ksmtrace top | ksmtrace trace | "
+                "ksmtrace record -o demo.ksmtrace | ksmtrace serve",
+                flush=True,
+            )
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to end
+                threading.Event().wait(args.duration)
+    print("KSM knobs restored; the workload processes have ended.")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print its summary."""
-    if args.duration <= 0 or args.interval <= 0:
+    if (args.duration is not None and args.duration <= 0) or args.interval <= 0:
         raise UsageError("--duration and --interval must be positive")
     pages_to_scan = validate_knob("pages_to_scan", args.pages_to_scan)
     sleep_ms = validate_knob("sleep_millisecs", args.sleep_millisecs)
     require_root()
+    if args.workload_only:
+        return _run_workload_only(args, pages_to_scan, sleep_ms)
+    duration = args.duration or 30.0
     paths = HostPaths.from_env()
     say = (lambda *_a, **_k: None) if args.quiet else print
     source = LiveSource(paths, probe_options(args))
@@ -102,11 +144,11 @@ def run(args: argparse.Namespace) -> int:
                 say(
                     f"KSM on: run=1 pages_to_scan={pages_to_scan} sleep_millisecs={sleep_ms} "
                     f"(was {', '.join(f'{k}={v}' for k, v in guard.changed.items())}); "
-                    f"tracing for {args.duration:.0f} s, Ctrl-C ends early.\n",
+                    f"tracing for {duration:.0f} s, Ctrl-C ends early.\n",
                     flush=True,
                 )
                 started = time.monotonic()
-                for tick in source.ticks(args.interval, args.duration):
+                for tick in source.ticks(args.interval, duration):
                     rep = acc.add(tick)
                     say(format_interval(rep) + "\n", flush=True)
     except KeyboardInterrupt:

@@ -51,6 +51,9 @@ examples:
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
 
 
+MIN_SIZE = 256 * 1024
+
+
 def parse_size(text: str) -> int:
     """A byte count such as 500M, 2G, 1.5GiB or 1048576 (binary units).
 
@@ -62,8 +65,9 @@ def parse_size(text: str) -> int:
         raise UsageError(f"--max-size {text!r} is not a size; write e.g. 500M or 2G")
     scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
     size = int(float(m.group(1)) * scale)
-    if size < 64 * 1024:
-        raise UsageError("--max-size must be at least 64K")
+    if size < MIN_SIZE:
+        # The schema alone takes about 60 KiB: below this hardly an interval would fit.
+        raise UsageError(f"--max-size must be at least {MIN_SIZE // 1024}K (got {text})")
     return size
 
 
@@ -92,7 +96,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--vm", action="append", metavar="NAME", help="only this VM's process (repeatable)"
     )
-    p.add_argument("--max-size", type=parse_size, help="stop before the file passes this size")
+    p.add_argument(
+        "--max-size", type=parse_size, help="stop before the file passes this size (at least 256K)"
+    )
     p.add_argument(
         "--raw",
         action="store_true",
@@ -158,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be positive, e.g. --interval 1")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
-    if args.output.exists() and not args.force:  # before the slow probe start-up
+    if args.output.is_dir():  # before the slow probe start-up
+        raise UsageError(f"{args.output} is a folder: give a file name for the trace")
+    if args.output.exists() and not args.force:
         raise UsageError(f"{args.output} exists: choose another name, or add --force to replace it")
     if not args.output.parent.is_dir():
         raise UsageError(f"cannot create {args.output}: folder {args.output.parent} does not exist")
@@ -211,8 +219,6 @@ def run(args: argparse.Namespace) -> int:
             progress.show(recorder, time.monotonic() - started, final=True)
             print(f"ksmtrace: {exc}", file=sys.stderr)
             return 0 if exc.cap_reached else 1
-        if signalled is not None:
-            raise signalled
     progress.show(recorder, time.monotonic() - started, final=True)
     for vm in sorted(filter_.vms - filter_.vms_seen):
         print(
@@ -226,4 +232,6 @@ def run(args: argparse.Namespace) -> int:
             f"({reason}); lost by the kernel side: {lost}.",
             file=sys.stderr,
         )
+    if signalled is not None:
+        return signalled.code if isinstance(signalled.code, int) else 1
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from ksmtrace.commands.argtypes import positive_int
 from ksmtrace.commands.replay import parse_offset
 from ksmtrace.errors import UsageError
+from ksmtrace.private_files import open_private
 from ksmtrace.report.model import summarize
 from ksmtrace.report.text import format_report
 
@@ -22,7 +22,7 @@ Replays a trace as fast as possible and reports:
 
   provenance   host, kernel, when, the KSM knobs at the start and every change of them
   savings      memory saved at the start, the end and its peak
-  cost         ksmd's CPU time, pages scanned, full scans, MiB saved per CPU-second
+  cost         ksmd's CPU time, pages scanned, full scans, MiB saved per core of ksmd CPU
   churn        merges, pages broken again by writes or unmerges, the cow_ksm ledger
   lost events  what the kernel side dropped while recording, per event kind
   per process  saved memory, merges, copy-on-writes, merge lifetimes, scan CPU share
@@ -65,8 +65,7 @@ def add_parser(sub: Any) -> None:
 
 def _write(path: Path, data: bytes) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
+        with open_private(path) as f:
             f.write(data)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
@@ -74,6 +73,8 @@ def _write(path: Path, data: bytes) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the text report, or write the HTML page or PNG image."""
+    if args.png and args.png.suffix.lower() not in ("", ".png", ".svg", ".pdf"):
+        raise UsageError(f"--png {args.png}: name the image .png, .svg or .pdf")
     summary = summarize(args.file, args.start, args.end)
     for line in summary.warnings:
         print(f"ksmtrace: warning: {line}", file=sys.stderr)
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.png:
         from ksmtrace.report.plots import IMAGE_FORMATS, render_png
 
-        suffix = args.png.suffix.lower().lstrip(".")
+        suffix = args.png.suffix.lower().lstrip(".") or "png"
         _write(args.png, render_png(summary, suffix if suffix in IMAGE_FORMATS else "png"))
         print(f"Wrote {args.png}", file=sys.stderr)
     else:

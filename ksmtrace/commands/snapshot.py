@@ -134,6 +134,14 @@ def run(args: argparse.Namespace) -> int:
             frames = recorder.run(on_frame)
         except KeyboardInterrupt:
             frames = recorder.writer.frames
+    if frames and not recorder.pages_total:
+        # Frames without a page would make whatif simulate an empty host: keep no file.
+        out.unlink(missing_ok=True)
+        raise UsageError(
+            f"the chosen processes had no mergeable page in memory in {frames} frame"
+            f"{'s' if frames > 1 else ''}, so nothing was written: start the workload (it must "
+            "mark its memory mergeable) or choose other processes with --pid or --vm"
+        )
     size = out.stat().st_size
     print(f"wrote {out} ({frames} frames, {fmt_bytes(size)})")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ from ksmtrace.top.columns import COLUMNS
 from ksmtrace.top.feeds import Feed, LiveFeed, ReplayFeed
 from ksmtrace.top.regions import read_regions
 from ksmtrace.top.worker import SPEEDS, RegionsReader, VmVerdicts
+
+#: Signals that end the UI like 'q' does (the exit status is then 128 + the signal).
+UI_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 ORDER = 25
 HELP = "terminal UI: savings, cost, churn and why memory does not merge (live or a trace)"
@@ -160,22 +165,47 @@ def run_tui(
     Raises:
         KsmtraceError: the source failed while the UI ran (shown as one line).
     """
+    try:
+        require_terminal()
+    except UsageError:
+        feed.close()
+        raise
     from ksmtrace.tui import TopApp  # textual only for the commands that draw with it
 
     app = TopApp(
         feed, window_s=args.window, speed=speed, paused=args.paused, regions=regions,
         vms=vms, grouping=args.group, sort=args.sort, seek_s=getattr(args, "start", None),
+        exit_on_signals=UI_SIGNALS,
     )  # fmt: skip
+    # The app's event loop handles these while it runs, and resets them when it closes.
+    previous = {signum: signal.getsignal(signum) for signum in UI_SIGNALS}
     try:
         app.run()
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if not app.worker.stop() or not app.worker.closed.is_set():
             feed.close()  # the worker never ran or is stuck: detach the probes here
     if isinstance(app.failure, KsmtraceError):
         raise app.failure
     if app.failure is not None:
         raise KsmtraceError(f"the event source failed: {app.failure}") from app.failure
+    if app.ended_by_signal is not None:
+        return 128 + app.ended_by_signal
     return 0
+
+
+def require_terminal() -> None:
+    """Refuse to draw the full-screen UI into a pipe or file, or to read keys from one.
+
+    Raises:
+        UsageError: standard input or output is not a terminal.
+    """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "the terminal UI needs a terminal for input and output; to print tables instead "
+            "use 'ksmtrace trace' (live) or 'ksmtrace replay FILE'"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "--from, --to and --speed apply to a recorded trace: ksmtrace top FILE --from 1m"
         )
+    require_terminal()
     require_root()
     paths = HostPaths.from_env()
     source = LiveSource(paths, probe_options(args))

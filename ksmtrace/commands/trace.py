@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     vms = VmWatch(paths)
     source = LiveSource(paths, probe_options(args))
     started = time.monotonic()
+    status = 0
     with source:
         if not args.json:
             print(
@@ -160,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
                 print(out if args.json else out + "\n", flush=True)
         except KeyboardInterrupt:
             pass
+        except SystemExit as exc:  # SIGTERM/SIGHUP (see cli): summarise, then exit with it
+            status = exc.code if isinstance(exc.code, int) else 1
     if not args.json:
         print(format_summary(acc, time.monotonic() - started))
-    return 0
+    return status

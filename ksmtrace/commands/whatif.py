@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ksmtrace.commands.argtypes import positive_float, positive_int
 from ksmtrace.errors import UsageError
+from ksmtrace.private_files import make_private_dir
 
 if TYPE_CHECKING:
     from ksmtrace.engine.cost import CostProfile
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot_dir is not None:
         # Say so now, not after minutes of simulation.
         try:
-            args.plot_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(args.plot_dir)
         except OSError as exc:
             raise UsageError(f"cannot create --plot-dir {args.plot_dir}: {exc.strerror}") from None
         if not os.access(args.plot_dir, os.W_OK):
@@ -177,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give snapshot files (ksmtrace snapshot -o FILE) or --sketches FILES")
     budget = parse_budget(args.cpu_budget)
     snaps = [read_snapshot(p) for p in args.snapshots]
+    for snap in snaps:
+        if snap.damage:
+            print(f"ksmtrace: warning: {snap.damage}", file=sys.stderr, flush=True)
     workload, rec = workload_from_snapshots(snaps, np.random.default_rng(args.seed))
     workload.knob_changes = []
     cost = require_profile(args.cost_profile, rec.cost)

@@ -9,7 +9,7 @@ values per process and interval) and written family by family.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -47,11 +47,14 @@ class _Collector:
         self.points.setdefault(m, {}).setdefault(labels, []).append((ts, value))
 
 
-def gather(path: Path | None) -> Points:
-    """Replay a trace and collect every metric's values at every interval's end."""
+def gather(path: Path | None, on_warning: Callable[[str], None] | None = None) -> Points:
+    """Replay a trace and collect every metric's values at every interval's end.
+
+    Parts of a damaged trace that cannot be read are skipped and passed to ``on_warning``.
+    """
     out = _Collector()
     acc = Accumulator()
-    with ReplaySource(path, speed=0) as src:
+    with ReplaySource(path, speed=0, on_warning=on_warning) as src:
         out.add(names.BUILD_INFO, (("version", __version__),), 0.0, 1)  # stamped below
         first_ts = None
         for tick in src.ticks():
@@ -123,9 +126,18 @@ def _samples(m: names.Metric, series: dict[Labels, list[tuple[float, float]]]) -
             yield f"{head} {_fmt(value)} {ts:.3f}\n"
 
 
-def write_openmetrics(path: Path | None, out: TextIO) -> int:
-    """Write the trace as OpenMetrics text; returns the number of samples written."""
-    points = gather(path)
+def write_openmetrics(
+    path: Path | None, out: TextIO, on_warning: Callable[[str], None] | None = None
+) -> int:
+    """Write the trace as OpenMetrics text; returns the number of samples written.
+
+    Parts of a damaged trace that cannot be read are skipped and passed to ``on_warning``.
+    """
+    return write_points(gather(path, on_warning), out)
+
+
+def write_points(points: Points, out: TextIO) -> int:
+    """Write gathered values as OpenMetrics text; returns the number of samples written."""
     count = 0
     for m in names.ALL:
         series = points.get(m)

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import numpy as np
 from ksmtrace.aggregate import share_of_savings
 from ksmtrace.events import EventKind, Tick
 from ksmtrace.export.timeline import wall_ns
+from ksmtrace.private_files import make_private_dir, open_private
 from ksmtrace.replay import ReplaySource
 from ksmtrace.tracefile.schema import TraceHeader
 from ksmtrace.tracefile.writer import knob_change_rows
@@ -120,22 +123,41 @@ def _write_rows(rows: list[dict[str, Any]], path: Path, time_cols: tuple[str, ..
             i = table.column_names.index(col)
             ts = pa.array(table[col].to_numpy().astype("datetime64[ns]"), pa.timestamp("ns", "UTC"))
             table = table.set_column(i, col, ts)
-    pq.write_table(table, path)
+    with open_private(path) as f:
+        pq.write_table(table, f)
 
 
-def export_parquet(path: Path | None, out_dir: Path) -> dict[str, int]:
-    """Write the trace's Parquet tables into ``out_dir``; returns rows per table."""
+def export_parquet(
+    path: Path | None, out_dir: Path, on_warning: Callable[[str], None] | None = None
+) -> dict[str, int]:
+    """Write the trace's Parquet tables into ``out_dir``; returns rows per table.
+
+    The tables hold pids, names and cgroups: ``out_dir`` is created 0700 (an existing
+    folder is kept as it is) and every file 0600. Parts of a damaged trace that cannot be
+    read are skipped and passed to ``on_warning``, one line each.
+
+    Raises:
+        TraceFormatError: the file is not a readable trace.
+        OSError: the folder or a table cannot be written.
+    """
     pa = _pa()
     import pyarrow.parquet as pq
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     intervals: list[dict[str, Any]] = []
     processes: list[dict[str, Any]] = []
     knobs: list[dict[str, Any]] = []
     events = 0
     writer = None
     pending: list[Any] = []
-    with ReplaySource(path, speed=0) as src:
+    with ReplaySource(path, speed=0, on_warning=on_warning) as src, ExitStack() as files:
+        make_private_dir(out_dir)  # only once the trace has opened: no folder for a bad file
+
+        def events_writer(schema: Any) -> Any:
+            sink = files.enter_context(open_private(out_dir / "events.parquet"))
+            new = pq.ParquetWriter(sink, schema)
+            files.callback(new.close)  # runs before the sink closes
+            return new
+
         for index, tick in enumerate(src.ticks(), start=1):
             intervals.append(_interval_row(tick, src.header, index))
             processes += _process_rows(tick, src.header, index)
@@ -149,14 +171,12 @@ def export_parquet(path: Path | None, out_dir: Path) -> dict[str, int]:
                 pending.append(_events_table(tick, src.header, index))
                 events += len(tick.events)
             if sum(t.num_rows for t in pending) >= ROW_GROUP_EVENTS:
-                writer = writer or pq.ParquetWriter(out_dir / "events.parquet", pending[0].schema)
+                writer = writer or events_writer(pending[0].schema)
                 writer.write_table(pa.concat_tables(pending))
                 pending = []
         if pending:
-            writer = writer or pq.ParquetWriter(out_dir / "events.parquet", pending[0].schema)
+            writer = writer or events_writer(pending[0].schema)
             writer.write_table(pa.concat_tables(pending))
-        if writer is not None:
-            writer.close()
     _write_rows(intervals, out_dir / "intervals.parquet", ("time",))
     _write_rows(processes, out_dir / "processes.parquet", ("time",))
     _write_rows(knobs, out_dir / "knob_changes.parquet", ("time",))

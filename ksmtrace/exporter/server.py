@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import ipaddress
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 
 from ksmtrace.errors import UsageError
 from ksmtrace.events import TickSource
@@ -75,6 +80,63 @@ def build_registry(
     return registry
 
 
+class _Server(ThreadingMixIn, WSGIServer):
+    """One thread per scrape, so a slow scraper never holds up another."""
+
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: Prometheus scrapes every few seconds."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        pass
+
+
+def metrics_app(registry: CollectorRegistry) -> Callable[..., Iterable[bytes]]:
+    """WSGI app: /metrics from ``registry``, a short page at /, 404 for any other path."""
+    metrics = make_wsgi_app(registry)
+    landing = (
+        b"<html><head><title>ksmtrace exporter</title></head><body><h1>ksmtrace exporter</h1>"
+        b'<p>KSM savings, churn and ksmd cost per process: <a href="metrics">metrics</a></p>'
+        b"</body></html>"
+    )
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            body: Iterable[bytes] = metrics(environ, start_response)
+            return body
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [landing]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"{html.escape(path)}: not found; the metrics are at /metrics\n".encode()]
+
+    return app
+
+
+def start_server(
+    listen: Listen, registry: CollectorRegistry
+) -> tuple[WSGIServer, threading.Thread]:
+    """Bind ``listen`` and answer scrapes from a daemon thread.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    server_class = _Server6 if ":" in listen.host else _Server
+    httpd = make_server(
+        listen.host, listen.port, metrics_app(registry), server_class, _QuietHandler
+    )
+    thread = threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
+    return httpd, thread
+
+
 def _say(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
@@ -118,7 +180,7 @@ def serve(
     state = ExporterState(top_n, probe)
     board = SnapshotBoard()
     try:
-        httpd, thread = start_http_server(listen.port, listen.host, build_registry(board))
+        httpd, thread = start_server(listen, build_registry(board))
     except OSError as exc:
         raise UsageError(
             f"cannot listen on {listen.host}:{listen.port} ({exc.strerror or exc}); "

@@ -127,6 +127,7 @@ def header(paths: HostPaths, selection: Selection, options: RecordOptions) -> di
         "t0_ns": time.monotonic_ns(),
         "selection": selection.describe(),
         "interval_s": options.interval_s,
+        "count": options.count,  # frames asked for: a reader of a cut file knows how many
         "counter_interval_s": options.counter_interval_s,
         "knobs": {k: v for k, v in sysfs.read_ksm_sysfs(paths).items() if k in sysfs.KNOBS},
         "cost_profile": None if profile is None else dataclasses.asdict(profile),
@@ -154,6 +155,7 @@ class Recorder:
         self.sampler = CounterSampler(self.paths, options.counter_interval_s)
         self._known: set[int] = set()
         self.pages_last = 0
+        self.pages_total = 0
         self.bytes_written = 0
 
     def __enter__(self) -> Recorder:
@@ -210,6 +212,7 @@ class Recorder:
         self.writer.counters(self.sampler.take())
         self.writer.frame((t_start + t_end) // 2, pages, meta)
         self.pages_last = sum(p.pages for p in pages)
+        self.pages_total += self.pages_last
         return pages
 
     def run(self, on_frame: Callable[[int, list[ProcessPages], float], None] | None = None) -> int:

@@ -34,7 +34,8 @@ class Selection:
         """The pids to record now, in a stable order (given pids first, then by pid).
 
         Raises:
-            UsageError: on the first frame, a given pid or VM name does not exist.
+            UsageError: on the first frame, a given pid or VM name does not exist, or
+                --all-mergeable finds no process using KSM.
         """
         out: list[int] = []
         for pid in self.pids:
@@ -51,6 +52,12 @@ class Selection:
                 out.extend(p for p in found.get(name, []) if p not in out)
         if self.all_mergeable:
             out.extend(p for p in procfs.list_ksm_processes(paths) if p not in out)
+        if first and not out:
+            raise UsageError(
+                "--all-mergeable found no process using KSM (no /proc/PID/ksm_stat shows "
+                "mergeable memory): start the workload first, or choose processes with --pid "
+                "or --vm"
+            )
         return out
 
 

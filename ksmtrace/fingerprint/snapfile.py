@@ -12,7 +12,8 @@ A FRAME record's payload is a u32 length, a JSON description of the frame (time,
 process: pid, page count, byte lengths), then for each process in order: the virtual page
 numbers (delta-encoded u64, zlib), the fingerprints (raw u64) and the flags (u8, zlib).
 A COUNTERS record's payload is JSON: /sys/kernel/mm/ksm samples taken between frames. An
-END record closes a complete file; a file without one (interrupted run) still reads.
+END record closes a complete file; a file without one (interrupted run, or cut short) still
+reads up to its last complete frame, and says so in ``Snapshot.damage``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from ksmtrace.errors import TraceFormatError
 from ksmtrace.fingerprint.reader import ProcessPages
+from ksmtrace.private_files import open_private
 
 MAGIC = b"KSMSNAP\n"
 FORMAT_VERSION = 1
@@ -60,13 +61,20 @@ class Frame:
 
 @dataclass(slots=True)
 class Snapshot:
-    """A whole snapshot file in memory."""
+    """A whole snapshot file in memory.
+
+    Attributes:
+        complete: The file ends with its END record (it was closed cleanly).
+        damage: When it does not: one line saying where it is truncated or damaged and how
+            many frames were readable (None for a complete file).
+    """
 
     path: Path
     header: dict[str, Any]
     frames: list[Frame]
     counters: list[dict[str, Any]]
     complete: bool
+    damage: str | None = None
 
 
 def _encode(pp: ProcessPages) -> tuple[list[bytes], dict[str, Any]]:
@@ -123,10 +131,9 @@ class SnapshotWriter:
         """
         self.path = path
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            self._f: IO[bytes] = open_private(path)
         except OSError as exc:
             raise TraceFormatError(f"cannot create {path}: {exc.strerror}") from None
-        self._f: IO[bytes] = os.fdopen(fd, "wb")
         head = json.dumps({"format": "ksmtrace-snapshot", **header}).encode()
         self._f.write(MAGIC + _HEAD.pack(FORMAT_VERSION, len(head)) + head)
         self._f.flush()
@@ -161,50 +168,60 @@ class SnapshotWriter:
         self._f.close()
 
 
-def _records(f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    while True:
-        head = f.read(_REC.size)
-        if len(head) < _REC.size:
-            return
-        kind, _, length = _REC.unpack(head)
-        payload = f.read(length)
-        if len(payload) < length:
-            return  # truncated last record (interrupted run): ignore it
-        yield kind, payload
-
-
 def read_header(f: IO[bytes], path: Path) -> dict[str, Any]:
     """Check magic and version, return the header.
 
     Raises:
-        TraceFormatError: not a snapshot, or a version this ksmtrace cannot read.
+        TraceFormatError: not a snapshot, a version this ksmtrace cannot read, or the file
+            ends inside the header.
     """
     magic = f.read(len(MAGIC))
     if magic != MAGIC:
         raise TraceFormatError(
             f"{path} is not a ksmtrace snapshot (record one with 'ksmtrace snapshot')"
         )
-    version, length = _HEAD.unpack(f.read(_HEAD.size))
+    head = f.read(_HEAD.size)
+    if len(head) < _HEAD.size:
+        raise _no_frame(path, f"truncated inside its header (at byte {f.tell()})")
+    version, length = _HEAD.unpack(head)
     if version != FORMAT_VERSION:
         raise TraceFormatError(
             f"{path} is snapshot format version {version}; this ksmtrace reads version "
             f"{FORMAT_VERSION}: use a matching ksmtrace"
         )
+    data = f.read(length)
+    if len(data) < length:
+        raise _no_frame(path, f"truncated inside its header (at byte {f.tell()})")
     try:
-        header: dict[str, Any] = json.loads(f.read(length))
+        header: dict[str, Any] = json.loads(data)
     except ValueError:
         raise TraceFormatError(f"{path}: the snapshot header is corrupt") from None
     return header
 
 
+def _no_frame(path: Path, damage: str) -> TraceFormatError:
+    return TraceFormatError(
+        f"{path}: {damage}, so no frame is readable; copy the whole file again, or record "
+        "a new snapshot"
+    )
+
+
+def _frames(n: int) -> str:
+    return f"{n} readable frame" + ("" if n == 1 else "s")
+
+
 def read_snapshot(path: Path) -> Snapshot:
     """Read a whole snapshot file.
 
+    A file cut short, or damaged after some frames, yields the frames before the damage,
+    with ``damage`` saying what happened (only a file without any readable frame fails).
+
     Raises:
-        TraceFormatError: unreadable, not a snapshot, unknown version or corrupt.
+        TraceFormatError: unreadable, not a snapshot, unknown version, or no frame readable.
     """
     try:
         f = path.open("rb")
+        size = os.fstat(f.fileno()).st_size
     except OSError as exc:
         raise TraceFormatError(f"cannot read {path}: {exc.strerror}") from None
     with f:
@@ -212,31 +229,63 @@ def read_snapshot(path: Path) -> Snapshot:
         frames: list[Frame] = []
         counters: list[dict[str, Any]] = []
         complete = False
-        for kind, payload in _records(f):
-            if kind == REC_FRAME:
-                frames.append(_frame(payload))
-            elif kind == REC_COUNTERS:
-                counters.extend(json.loads(payload))
-            elif kind == REC_END:
-                complete = True
-    return Snapshot(path, header, frames, counters, complete)
+        state = detail = ""  # how and where the records end early, if they do
+        while not complete:
+            at = f.tell()
+            head = f.read(_REC.size)
+            if not head:
+                state = "not closed"
+                detail = "no END record: the recording was interrupted or the file cut short"
+                break
+            # The length is checked before reading: a damaged one can be huge.
+            if len(head) < _REC.size or _REC.unpack(head)[2] > size - f.tell():
+                state, detail = "truncated", f"cut short at byte {size}"
+                break
+            kind, _, length = _REC.unpack(head)
+            payload = f.read(length)
+            try:
+                if kind == REC_FRAME:
+                    frames.append(_frame(payload))
+                elif kind == REC_COUNTERS:
+                    counters.extend(json.loads(payload))
+                elif kind == REC_END:
+                    complete = True
+            except (TraceFormatError, ValueError):
+                state, detail = "damaged", f"the record at byte {at} is corrupt"
+                break
+    damage = None
+    if not complete:
+        if not frames:
+            raise _no_frame(path, f"{state} before its first frame ended ({detail})")
+        planned = header.get("count")
+        of = f" of {planned}" if isinstance(planned, int) and planned >= len(frames) else ""
+        damage = (
+            f"{path}: {state} after frame {len(frames)}{of} ({detail}); "
+            f"using the {_frames(len(frames))}"
+        )
+    return Snapshot(path, header, frames, counters, complete, damage)
 
 
 def _frame(payload: bytes) -> Frame:
-    (n,) = struct.unpack_from("<I", payload)
+    """Decode one FRAME record.
+
+    Raises:
+        TraceFormatError: the record is corrupt.
+    """
     try:
+        (n,) = struct.unpack_from("<I", payload)
         meta = json.loads(payload[4 : 4 + n])
-    except ValueError:
-        raise TraceFormatError("snapshot frame description is corrupt") from None
-    data = memoryview(payload)[4 + n :]
-    procs: dict[int, ProcessPages] = {}
-    offset = 0
-    for info in meta["processes"]:
-        size = sum(int(x) for x in info["bytes"])
-        pp = _decode(info, data[offset : offset + size])
-        procs[pp.pid] = pp
-        offset += size
-    return Frame(int(meta["index"]), int(meta["t_ns"]), procs, meta)
+        data = memoryview(payload)[4 + n :]
+        procs: dict[int, ProcessPages] = {}
+        offset = 0
+        for info in meta["processes"]:
+            size = sum(int(x) for x in info["bytes"])
+            pp = _decode(info, data[offset : offset + size])
+            procs[pp.pid] = pp
+            offset += size
+        return Frame(int(meta["index"]), int(meta["t_ns"]), procs, meta)
+    except (KeyError, TypeError, ValueError, struct.error, zlib.error) as exc:
+        raise TraceFormatError(f"snapshot frame is corrupt ({exc})") from None
 
 
 def vpn_hash_arrays(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -21,20 +23,33 @@ LOCK_PATH = Path("/run/lock/ksmtrace-ksm.lock")
 HOLDER_ENV = "KSMTRACE_SESSION_LOCK_HOLDER"
 
 
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 class SessionLock:
     """Exclusive ``flock`` on :data:`LOCK_PATH`, held for the length of a ``with`` block."""
 
-    def __init__(self, purpose: str, wait_s: float = 0.0, path: Path = LOCK_PATH) -> None:
+    def __init__(
+        self,
+        purpose: str,
+        wait_s: float = 0.0,
+        path: Path = LOCK_PATH,
+        say: Callable[[str], None] = _say,
+    ) -> None:
         """Prepare the lock.
 
         Args:
             purpose: what the holder does, shown to whoever waits for it.
             wait_s: how long to wait for another holder before giving up.
             path: the lock file.
+            say: where the one line saying that it waits goes (stderr).
         """
         self.purpose = purpose
         self.wait_s = wait_s
         self.path = path
+        self.say = say
         self._fd: int | None = None
         self._saved_env: str | None = None
 
@@ -53,13 +68,20 @@ class SessionLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.wait_s
+        waiting = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                if time.monotonic() < deadline and not waiting:
+                    waiting = True
+                    self.say(
+                        f"Waiting up to {self.wait_s:.0f} s for another ksmtrace session that "
+                        f"changes KSM to finish ({holder or 'unknown'})..."
+                    )
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
                     os.close(fd)
                     raise HostError(
                         f"another ksmtrace session is changing KSM ({holder or 'unknown'}); "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ksmtrace.aggregate import Accumulator, ProcessTotals, share_of_savings
+from ksmtrace.aggregate import Accumulator, ProcessTotals, efficiency, share_of_savings
 from ksmtrace.events import ProcessIdentity, UnmergeKind
 from ksmtrace.render.sharing import format_sharing
 from ksmtrace.render.units import fmt_count, fmt_mib, fmt_seconds
@@ -27,10 +27,20 @@ class ProcessSummary:
         return self.identity.vm or self.identity.comm
 
 
+def format_efficiency(eff: float | None) -> str:
+    """Saved MiB per ksmd CPU-second per second (per core it keeps busy), for the summaries."""
+    if eff is None:
+        return "ksmd spent no CPU"
+    return f"efficiency {eff:,.0f} MiB saved per core of ksmd CPU"
+
+
 def process_summaries(acc: Accumulator) -> list[ProcessSummary]:
     """Per-process summary lines, by saved memory then merges."""
-    last = acc.last
+    last, first = acc.last, acc.first
     cpu_total = sum(t.scan_cpu_ns for t in acc.totals.values()) or 1
+    if acc.pid_filter is not None and first and last and first.ksmd_cpu_ns >= 0:
+        # Only the chosen processes are traced: their share of all of ksmd's CPU.
+        cpu_total = max(cpu_total, last.ksmd_cpu_ns - first.ksmd_cpu_ns)
     out = []
     for pid, t in acc.totals.items():
         st = last.processes.get(pid) if last else None
@@ -48,9 +58,9 @@ def _insights(rows: list[ProcessSummary], saved_total: int) -> list[str]:
         if t.merges >= 50 and t.cows / t.merges > 0.2:
             life = t.lifetimes.quantile(0.5)
             notes.append(
-                f"{p.name} [{t.pid}] writes to its merged pages: {fmt_count(t.cows)} of "
-                f"{fmt_count(t.merges)} merges broke again by copy-on-write"
-                + (f", half of them within {fmt_seconds(life)}" if life is not None else "")
+                f"{p.name} [{t.pid}] writes to its merged pages: {fmt_count(t.cows)} "
+                f"copy-on-write breaks for {fmt_count(t.merges)} merges"
+                + (f", half of them within {fmt_seconds(life)} of the merge" if life else "")
                 + "; ksmd keeps re-merging pages that do not stay equal."
             )
         alive = p.saved_bytes > 0 or t.exits == 0
@@ -120,7 +130,7 @@ def format_summary(acc: Accumulator, seconds: float) -> str:
     saved = last.saved_bytes
     led = acc.ledger_total
     fail_txt = ", ".join(f"{_ERRNO.get(e, e)} {n}" for e, n in sorted(fails.items()))
-    per_cpu = saved / 2**20 / (cpu_ns / 1e9) if cpu_ns else 0.0
+    eff = efficiency(saved, cpu_ns / 1e9 / max(seconds, 1e-9))
     lines = [
         f"Summary of {seconds:.0f} s of KSM activity ({len(rows)} processes):",
         f"  Saved now       {fmt_mib(saved)} = (pages_sharing {last.counter('pages_sharing')} + "
@@ -137,7 +147,7 @@ def format_summary(acc: Accumulator, seconds: float) -> str:
         f"explicit unmerges (madvise/prctl), {fmt_count(led.ksmd_undo)} undone by ksmd",
         f"  ksmd cost       {cpu_ns / 1e9:.2f} s CPU ({cpu_ns / 1e7 / max(seconds, 1e-9):.1f}% of "
         f"one core), {fmt_count(scanned)} pages scanned, {acc.full_scans_total} full scans; "
-        f"{per_cpu:.1f} MiB saved per CPU-second",
+        f"{format_efficiency(eff)}",
         f"  cow_ksm ledger  +{led.cow_ksm_delta} = {led.write_cows} write COW + {led.explicit} "
         f"explicit + {led.ksmd_undo} ksmd undo + {led.unattributed} unattributed",
         f"  Lost events     {acc.lost_total}",

@@ -64,6 +64,7 @@ class TraceSummary:
     lost: dict[int, int]
     warnings: list[str]
     unreadable_events: int
+    lost_unknown: int = 0
 
     @property
     def peak_saved(self) -> tuple[float, int]:
@@ -150,4 +151,5 @@ def summarize(
             lost=dict(src.lost_total),
             warnings=src.warnings,
             unreadable_events=src.unreadable_events,
+            lost_unknown=src.lost_unknown,
         )

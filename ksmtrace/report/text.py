@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 import time
 
-from ksmtrace.aggregate import ProcessTotals, share_of_savings
+from ksmtrace.aggregate import ProcessTotals, efficiency, share_of_savings
 from ksmtrace.events import KNOB_NAMES, EventKind, UnmergeKind
-from ksmtrace.render.summary import ProcessSummary, process_summaries
+from ksmtrace.render.summary import ProcessSummary, format_efficiency, process_summaries
 from ksmtrace.render.units import fmt_count, fmt_mib, fmt_seconds
 from ksmtrace.report.model import TraceSummary
 
@@ -93,7 +93,7 @@ def global_lines(s: TraceSummary) -> list[str]:
     )
     peak_t, peak = s.peak_saved
     led = acc.ledger_total
-    per_cpu = last.saved_bytes / 2**20 / (cpu_ns / 1e9) if cpu_ns else 0.0
+    eff = efficiency(last.saved_bytes, cpu_ns / 1e9 / max(s.duration_s, 1e-9))
     lifetimes = [t.lifetimes for t in totals]
     known = sum(h.count for h in lifetimes)
     unknown = sum(h.unknown for h in lifetimes)
@@ -109,7 +109,7 @@ def global_lines(s: TraceSummary) -> list[str]:
         "Cost",
         f"  ksmd CPU      {cpu_ns / 1e9:.2f} s "
         f"({cpu_ns / 1e7 / max(s.duration_s, 1e-9):.1f}% of one core); "
-        f"{per_cpu:.1f} MiB saved per CPU-second",
+        f"{format_efficiency(eff)}",
         f"  Scanning      {fmt_count(scanned)} pages traced, "
         f"{last.counter('full_scans') - first.counter('full_scans')} full scans by the kernel's "
         f"count ({acc.full_scans_total} traced){scan_txt}",
@@ -122,20 +122,21 @@ def global_lines(s: TraceSummary) -> list[str]:
         + f"), {fmt_count(explicit)} by explicit unmerges, "
         f"{fmt_count(led.ksmd_undo)} undone by ksmd",
         f"  cow_ksm       +{led.cow_ksm_delta} = {led.write_cows} write COW + {led.explicit} "
-        f"explicit + {led.ksmd_undo} ksmd undo + {led.unattributed} unattributed",
+        f"explicit + {led.ksmd_undo} ksmd undo + {led.unattributed} unattributed"
+        + (" (events the damaged file lost are in it)" if s.unreadable_events else ""),
         f"  Lifetimes     {known} copy-on-writes with a known merge time, {unknown} without",
         "",
         "Lost events",
         "  "
         + (
             ", ".join(f"{kind_name(k)} {n}" for k, n in sorted(s.lost.items()) if n)
-            or "none: the kernel side delivered every event"
+            or (
+                "none recorded, but the counts of some intervals are damaged"
+                if s.lost_unknown
+                else "none: the kernel side delivered every event"
+            )
         ),
-    ] + (
-        [f"  {s.unreadable_events} recorded events unreadable (damaged file)"]
-        if s.unreadable_events
-        else []
-    )
+    ] + _damage_lines(s)
 
 
 def process_rows(s: TraceSummary) -> list[ProcessSummary]:
@@ -185,3 +186,15 @@ def format_report(s: TraceSummary, top: int = 20) -> str:
     if s.warnings:
         lines += ["", "Damage"] + [f"  {w}" for w in s.warnings]
     return "\n".join(lines)
+
+
+def _damage_lines(s: TraceSummary) -> list[str]:
+    """What a damaged file leaves unknown, below the lost-event line."""
+    lines = []
+    if s.lost_unknown:
+        lines.append(
+            f"  lost-event counts unreadable for {s.lost_unknown} intervals (damaged file)"
+        )
+    if s.unreadable_events:
+        lines.append(f"  {s.unreadable_events} recorded events unreadable (damaged file)")
+    return lines

@@ -11,7 +11,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ksmtrace.aggregate import Accumulator, IntervalReport, ProcessInterval, ProcessTotals
+from ksmtrace.aggregate import (
+    Accumulator,
+    IntervalReport,
+    ProcessInterval,
+    ProcessTotals,
+    efficiency,
+)
 from ksmtrace.events import EventBatch, HostSample, ProcessIdentity, Tick
 from ksmtrace.kernel.sysfs import KNOBS
 from ksmtrace.top.departures import DepartureTracker
@@ -88,11 +94,6 @@ def _totals_view(t: ProcessTotals | None) -> RowTotals:
         scanned=t.scanned,
         scan_cpu_s=t.scan_cpu_ns / 1e9,
     )
-
-
-def efficiency(saved_bytes: int, scan_cpu_per_s: float) -> float | None:
-    """Saved MiB per ksmd CPU-second spent each second (None when ksmd spent nothing)."""
-    return saved_bytes / 2**20 / scan_cpu_per_s if scan_cpu_per_s > 0 else None
 
 
 class SnapshotBuilder:

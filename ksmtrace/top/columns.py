@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ksmtrace.aggregate import LifetimeHistogram
+from ksmtrace.aggregate import LifetimeHistogram, efficiency
 from ksmtrace.events import GROUPINGS
 from ksmtrace.render.units import fmt_bytes, fmt_count, fmt_ratio, fmt_seconds
-from ksmtrace.top.builder import efficiency
 from ksmtrace.top.model import KsmStatView, Row, RowTotals
 
 __all__ = ["COLUMNS", "GROUPINGS", "Column", "column", "filter_rows", "group_rows", "sort_rows"]

@@ -123,6 +123,7 @@ class TraceReader:
         ticks: rows of its ``ticks`` table, in order (those that could be read).
         warnings: problems found so far (damage that was skipped), one line each.
         unreadable_events: events that were stored but could not be decoded.
+        lost_unknown: intervals whose lost-event counts could not be read.
     """
 
     def __init__(self, path: Path) -> None:
@@ -135,6 +136,7 @@ class TraceReader:
         self.warnings, truncated = check_file(path)
         self._truncated = truncated
         self.unreadable_events = 0
+        self.lost_unknown = 0
         self._skipped: dict[int, int] = {}
         self._chunk_index: dict[int, list[tuple[int, int, int, str, int]]] | None = None
         try:
@@ -388,6 +390,7 @@ class TraceReader:
                 ).fetchall()
             )
         except sqlite3.DatabaseError as exc:
+            self.lost_unknown += 1
             self.warnings.append(
                 f"{self.path}: interval {row.id}: lost-event counts damaged ({exc})"
             )

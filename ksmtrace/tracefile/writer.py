@@ -58,6 +58,8 @@ def _is_full(exc: BaseException) -> bool:
 
 def _create_private(path: Path, overwrite: bool) -> None:
     """Create ``path`` empty with mode 0600 (and remove stale -wal/-shm files of it)."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder: give a file name for the trace")
     if path.exists() and not overwrite:
         raise UsageError(f"{path} exists: choose another file name, or add --force to replace it")
     for suffix in ("", "-wal", "-shm", "-journal"):

@@ -8,6 +8,8 @@ a key press at once, also while paused.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from textual import events
@@ -97,8 +99,12 @@ class TopApp(App[int]):
         grouping: str = "process",
         sort: str = "saved",
         tape: int = TAPE_SNAPSHOTS,
+        exit_on_signals: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
+        #: Signals that end the app cleanly (the command's exit status is 128 + signal).
+        self.exit_on_signals = exit_on_signals
+        self.ended_by_signal: int | None = None
         self.worker = SnapshotWorker(
             feed, self._post_snapshot, self._post_failure, window_s=window_s, speed=speed,
             paused=paused, seek_s=seek_s, regions=regions, vms=vms, tape=tape,
@@ -132,7 +138,17 @@ class TopApp(App[int]):
         self.query_one("#filter").display = False
         self.query_one("#empty").display = False
         self.query_one(ProcessTable).focus()
+        loop = asyncio.get_running_loop()
+        for signum in self.exit_on_signals:
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(signum, self._end_by_signal, signum)
         self.worker.start()
+
+    def _end_by_signal(self, signum: int) -> None:
+        """SIGTERM or SIGHUP: leave like 'q' does, restoring the terminal."""
+        self.ended_by_signal = signum
+        self.worker.stop(timeout_s=0)
+        self.exit(return_code=128 + signum)
 
     async def on_event(self, event: events.Event) -> None:
         """Input first: the worker folds no tick until the answer to a key or click is drawn."""

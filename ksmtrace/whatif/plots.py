@@ -10,16 +10,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ksmtrace.private_files import make_private_dir, open_private  # noqa: E402
 from ksmtrace.whatif.sweep import Outcome  # noqa: E402
 
 MIB = 1 << 20
 
 
 def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``fig`` as PNG and SVG, mode 0600 (results from per-process snapshots).
+
+    A folder created here is 0700; an existing one keeps its mode.
+    """
+    make_private_dir(out_dir)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
     for p in paths:
-        fig.savefig(p, dpi=110, bbox_inches="tight")
+        with open_private(p) as f:
+            fig.savefig(f, format=p.suffix[1:], dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths
 

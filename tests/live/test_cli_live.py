@@ -185,3 +185,55 @@ def test_calibrate_cost_writes_a_profile_and_leaves_no_merged_pages(
     counters = read_ksm_sysfs(PATHS)
     # Its workers are gone: none of their pages may still count as shared.
     assert counters["pages_sharing"] == 0 and counters["pages_shared"] == 0, counters
+
+
+@pytest.mark.parametrize("command", ["trace", "record"])
+def test_sigterm_ends_trace_and_record_with_their_closing_words(
+    command: str, tmp_path: Path
+) -> None:
+    out = ["-o", str(tmp_path / "t.ksmtrace")] if command == "record" else []
+    proc = subprocess.Popen(
+        [*CMD, command, *out, "--interval", "0.5"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert "Ctrl-C to stop" in proc.stderr.readline()  # the probes are attached
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    if command == "trace":
+        assert "Summary of" in stdout and "cow_ksm ledger" in stdout
+    else:
+        assert "(terminated by a signal); lost by the kernel side" in stderr.splitlines()[-1]
+
+
+def test_demo_workload_only_keeps_ksm_merging_without_probes(ksm: KnobGuard) -> None:
+    before = knob_values()
+    with subprocess.Popen(
+        [*CMD, "demo", "--workload-only"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=_sigint_default,
+    ) as proc:  # fmt: skip
+        try:
+            said = read_until(proc, "until Ctrl-C.", 60)
+            workers = children_of(proc.pid)
+            assert len(workers) == 5 and "until Ctrl-C" in said, said
+            assert knob_values()["run"] == 1
+            web = next(p for p in workers if Path(f"/proc/{p}/comm").read_text() == "web-1\n")
+            assert wait_until(lambda: merging_pages(web) > 1000, 60), "web-1 did not merge"
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    assert "KSM knobs restored" in out and "Traceback" not in err
+    assert knob_values() == before
+    assert wait_until(lambda: not any(alive(p) for p in workers), 10), "workers left running"

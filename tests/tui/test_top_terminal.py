@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,3 +27,24 @@ def test_replay_tui_in_a_terminal(quit_key: str) -> None:
         term.wait_for(lambda s: "60.0s / 60.0s" in s, 10)
         term.keys(quit_key)
         assert term.wait_exit(15) == 0
+
+
+def test_sigterm_ends_the_ui_cleanly_with_status_143() -> None:
+    argv = [KSMTRACE, "replay", "--tui", "--paused"]
+    with TmuxTerminal(argv, size=(80, 24)) as term:
+        term.wait_for(lambda s: "PAUSED" in s, 30)
+        os.kill(term.command_pid(), signal.SIGTERM)
+        assert term.wait_exit(15) == 143
+        screen = term.screen()
+        assert "Traceback" not in screen and "Error" not in screen, screen
+
+
+def test_top_without_a_terminal_is_a_one_line_error() -> None:
+    res = subprocess.run(
+        [KSMTRACE, "replay", "--tui"], stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 64, res
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs a terminal" in lines[0] and "ksmtrace replay" in lines[0]

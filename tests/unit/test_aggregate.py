@@ -21,7 +21,7 @@ from ksmtrace.events import (
     UnmergeKind,
 )
 from ksmtrace.render.jsonl import interval_object
-from ksmtrace.render.summary import format_summary
+from ksmtrace.render.summary import format_summary, process_summaries
 from ksmtrace.render.table import format_interval
 
 S = 1_000_000_000
@@ -129,13 +129,26 @@ def test_full_scans_pair_start_and_stop_across_ticks() -> None:
     assert acc.full_scan_times() == [(pytest.approx(1.5), pytest.approx(50e-6))]
 
 
-def test_lifetime_histogram_quantiles_use_bucket_bounds() -> None:
+def test_lifetime_histogram_quantiles_interpolate_within_seen_lifetimes() -> None:
     h = LifetimeHistogram()
     h.add(np.array([int(0.0015 * S)] * 3 + [int(3 * S)] + [int(LIFETIME_UNKNOWN)], dtype=np.uint64))
     assert h.count == 4 and h.unknown == 1
-    assert h.quantile(0.5) == 0.002
-    assert h.quantile(1.0) == 5.0
+    # Rank 2 of 3 in the (1 ms, 2 ms] bucket, narrowed to [1.5 ms, 2 ms], on a log scale.
+    assert h.quantile(0.5) == pytest.approx(0.0015 * (0.002 / 0.0015) ** (2 / 3))
+    assert h.quantile(1.0) == pytest.approx(3.0)  # the longest lifetime, not the bound 5 s
     assert len(h.counts) == len(LIFETIME_BUCKETS_S)
+
+
+def test_lifetime_histogram_quantiles_are_close_to_exact_ones() -> None:
+    rng = np.random.default_rng(7)
+    lifetimes = rng.lognormal(np.log(5.5), 0.6, 20_000)
+    h = LifetimeHistogram()
+    h.add((lifetimes * S).astype(np.uint64))
+    for q in (0.5, 0.9):
+        exact = float(np.quantile(lifetimes, q))
+        assert h.quantile(q) == pytest.approx(exact, rel=0.15), q
+    summed = LifetimeHistogram(counts=list(h.counts))  # bounds unknown: still inside a bucket
+    assert 5.0 < (summed.quantile(0.5) or 0) < 10.0
 
 
 def test_run2_is_detected_and_estimated_from_ksm_stat() -> None:
@@ -192,3 +205,32 @@ def test_a_ksmd_undo_is_not_subtracted_from_net_merges() -> None:
     rep = acc.add(tick(s0, s1, events))
     assert acc.totals[1].net_merged == 2
     assert rep.ledger.ksmd_undo == 1 and rep.ledger.unattributed == 0
+
+
+def test_with_a_pid_filter_the_share_is_of_all_of_ksmds_cpu() -> None:
+    s0 = sample(0, cow=0, procs={1: 0, 2: 0}, cpu=0)
+    s1 = sample(1, cow=0, procs={1: 10, 2: 10}, cpu=8_000_000)
+    events = [
+        ev(EventKind.SCAN, 1, value=500, value2=2_000_000, mm=7),
+        ev(EventKind.SCAN, 2, value=1500, value2=6_000_000, mm=8),
+    ]
+    everyone = Accumulator()
+    everyone.add(tick(s0, s1, events))
+    only_1 = Accumulator(pids={1})
+    only_1.add(tick(s0, s1, events))
+    assert [p.cpu_share for p in process_summaries(everyone) if p.totals.pid == 1] == [0.25]
+    assert [p.cpu_share for p in process_summaries(only_1)] == [0.25]  # not 100 %
+
+
+def test_summary_names_breaks_and_merges_apart() -> None:
+    # Pages merged before tracing began broke during it: more breaks than merges traced.
+    s0, s1 = sample(0, cow=0, procs={1: 60}), sample(1, cow=80, procs={1: 40})
+    events = [
+        *[ev(EventKind.MERGE, 1) for _ in range(60)],
+        *[ev(EventKind.COW, 1, value=int(2 * S)) for _ in range(80)],
+    ]
+    acc = Accumulator()
+    acc.add(tick(s0, s1, events))
+    summary = format_summary(acc, 1.0)
+    assert "80 copy-on-write breaks for 60 merges, half of them within 2.0s of the merge" in summary
+    assert "efficiency" not in summary  # ksmd spent no CPU

@@ -136,6 +136,9 @@ def test_help_teaches_with_examples() -> None:
         (["top", str(SAMPLE), "--from", "61"], "past the end"),
         (["replay", "--tui", "--from", "2m"], "past the end"),
         (["report", "--from", "10.2", "--to", "10.5"], "widen the window"),
+        (["record", "-o", "/tmp", "--force", "--duration", "1"], "/tmp is a folder"),
+        (["record", "-o", "x.ksmtrace", "--max-size", "64K"], "at least 256K"),
+        (["report", "--png", "x.jpg"], "name the image .png, .svg or .pdf"),
     ],
 )
 def test_numbers_out_of_range_are_one_line_errors(

@@ -97,3 +97,29 @@ def test_replay_serve_serves_the_recorded_trace_until_interrupted(tmp_path: Path
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 128 + signal.SIGTERM
+    said = log.read_text()
+    assert (
+        said.rstrip().endswith("stopped by a signal, no longer serving") and "Traceback" not in said
+    )
+
+
+def test_only_metrics_and_the_landing_page_are_served() -> None:
+    import urllib.error
+
+    from prometheus_client import CollectorRegistry
+
+    from ksmtrace.exporter.server import start_server
+
+    httpd, thread = start_server(Listen("127.0.0.1", 0), CollectorRegistry())
+    base = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        assert 'href="metrics"' in get(base + "/")
+        assert get(base + "/metrics") is not None
+        with pytest.raises(urllib.error.HTTPError) as err:
+            get(base + "/foo")
+        assert err.value.code == 404
+        err.value.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)

@@ -135,15 +135,15 @@ def test_replay_table_and_summary_of_the_sample(capsys: pytest.CaptureFixture[st
         ("500M", 500 * 2**20),
         ("2G", 2 * 2**30),
         ("1.5GiB", 3 * 2**29),
-        ("65536", 65536),
-        ("64k", 65536),
+        ("262144", 262144),
+        ("256k", 262144),
     ],  # fmt: skip
 )
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["", "ten", "5X", "100"])
+@pytest.mark.parametrize("text", ["", "ten", "5X", "100", "64K"])
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(UsageError):
         parse_size(text)

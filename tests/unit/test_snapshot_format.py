@@ -58,6 +58,73 @@ def test_an_interrupted_file_still_reads_its_complete_frames(tmp_path: Path) -> 
     snap = read_snapshot(path)
     assert not snap.complete
     assert len(snap.frames) == 1
+    assert snap.damage == (
+        f"{path}: truncated after frame 1 (cut short at byte {len(data) - 10}); "
+        "using the 1 readable frame"
+    )
+
+
+def five_frames(path: Path) -> list[int]:
+    """A snapshot of 5 frames asked for with --count 5; returns where each record ends."""
+    w = SnapshotWriter(path, {"count": 5})
+    ends = []
+    for k in range(5):
+        w.frame(k, [pages(1, list(range(2000)), [k * 10_000 + i for i in range(2000)])], {})
+        ends.append(path.stat().st_size)
+    w.close()
+    return ends
+
+
+def test_a_snapshot_cut_anywhere_says_how_many_frames_it_still_has(tmp_path: Path) -> None:
+    path = tmp_path / "s.ksmsnap"
+    ends = five_frames(path)
+    whole = path.read_bytes()
+    assert read_snapshot(path).damage is None
+    for cut in [*range(ends[0], len(whole), 997), *ends]:
+        path.write_bytes(whole[:cut])
+        snap = read_snapshot(path)
+        n = sum(1 for e in ends if e <= cut)
+        assert len(snap.frames) == n and not snap.complete
+        if cut in ends:
+            assert snap.damage is not None and "not closed after frame" in snap.damage
+        else:
+            assert snap.damage == (
+                f"{path}: truncated after frame {n} of 5 (cut short at byte {cut}); "
+                f"using the {n} readable frame{'s' if n > 1 else ''}"
+            )
+
+
+@pytest.mark.parametrize("cut", [5, 10, 20, 30, 5000])
+def test_a_snapshot_cut_before_its_first_frame_is_refused_as_truncated(
+    tmp_path: Path, cut: int
+) -> None:
+    path = tmp_path / "s.ksmsnap"
+    ends = five_frames(path)
+    assert ends[0] > 5000
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(TraceFormatError) as err:
+        read_snapshot(path)
+    msg = str(err.value)
+    if cut < len(MAGIC):
+        assert "not a ksmtrace snapshot" in msg
+    else:
+        assert msg.startswith(f"{path}: truncated ") and "no frame is readable" in msg
+        assert "--count" not in msg and "\n" not in msg
+
+
+def test_a_corrupt_frame_keeps_the_frames_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "s.ksmsnap"
+    ends = five_frames(path)
+    data = bytearray(path.read_bytes())
+    at = ends[2] + 16 + 4  # inside the JSON description of the fourth frame
+    data[at : at + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    snap = read_snapshot(path)
+    assert len(snap.frames) == 3
+    assert snap.damage == (
+        f"{path}: damaged after frame 3 of 5 (the record at byte {ends[2]} is corrupt); "
+        "using the 3 readable frames"
+    )
 
 
 def test_foreign_files_and_other_versions_get_a_one_line_error(tmp_path: Path) -> None:
@@ -99,3 +166,11 @@ def test_kpf_ksm_for_every_anonymous_page_is_recognised_as_the_6_10_bug() -> Non
     assert not kpf_ksm_reliable([flagged], merging_pages=0)
     assert kpf_ksm_reliable([flagged], merging_pages=1000)
     assert kpf_ksm_reliable([pages(1, [1], [1])], merging_pages=0)
+
+
+def test_a_snapshot_written_over_an_existing_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "s.ksmsnap"
+    path.write_bytes(b"old")
+    path.chmod(0o644)
+    SnapshotWriter(path, {}).close()
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -174,3 +174,15 @@ def test_truncated_before_the_header_says_so(
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     assert_one_line_error(capsys, path, "truncated and its header was on the lost part")
+
+
+def test_report_says_lost_counts_are_unknown_when_they_are_damaged(good: Path) -> None:
+    from ksmtrace.report.model import summarize
+    from ksmtrace.report.text import format_report
+
+    with sqlite3.connect(good) as db:
+        db.execute("DROP TABLE lost_events")
+    text = format_report(summarize(good))
+    assert "none: the kernel side delivered every event" not in text
+    assert "none recorded, but the counts of some intervals are damaged" in text
+    assert "lost-event counts unreadable for 8 intervals (damaged file)" in text
