@@ -111,6 +111,11 @@ def test_help_teaches_with_examples() -> None:
     assert res.returncode == 0
     for cmd in ("doctor", "trace", "demo"):
         assert cmd in res.stdout
+    from ksmtrace.errors import HostError, ProbeError, TraceFormatError, UsageError
+
+    statuses = " ".join(res.stdout.split()[res.stdout.split().index("status:") :])
+    for err in (HostError, ProbeError, TraceFormatError, UsageError):
+        assert f"{err.exit_code} " in statuses, (err, statuses)
     trace_help = ksmtrace("trace", "--help").stdout
     assert "examples:" in trace_help and "--json" in trace_help and "CHURN" in trace_help
 
