@@ -30,7 +30,8 @@ Live tracing needs root, BTF (/sys/kernel/btf/vmlinux), KSM and bcc (Debian pyth
 
 Exit status: 0 done; 1 failed; 2 the host lacks something (root, BTF, KSM, bcc) or the
 command line could not be parsed; 3 BPF refused; 4 invalid KSM knob value; 5 unreadable
-trace or snapshot file; 64 options that do not go together; 128+N ended by signal N.
+trace or snapshot file; 64 a bad option value, or options that do not go together;
+128+N ended by signal N.
 """
 
 

@@ -483,6 +483,8 @@ class GuestLab:
         self.stop_all()
         if self._workdir_arg is None and not self.keep_logs:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # other labs may still use the base folder
+                WORKDIR_BASE.rmdir()
 
 
 def _print_progress(text: str) -> None:

@@ -72,6 +72,10 @@ class TmuxTerminal:
         assert children, "the command is not running"
         return int(children[0])
 
+    def type_text(self, text: str) -> None:
+        """Type ``text`` in one go, as a fast typist or a paste would."""
+        _tmux("send-keys", "-t", self.name, "-l", text)
+
     def exit_status(self) -> int | None:
         """The command's exit status once it ended, else None."""
         try:

@@ -82,7 +82,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--workload-only",
         action="store_true",
-        help="start the workload and switch KSM on, but trace nothing (for the other commands)",
+        help="start the workload and switch KSM on, but trace nothing (for the other "
+        "commands; the probe options do not apply)",
     )
     p.set_defaults(run=run)
 
@@ -90,6 +91,18 @@ def add_parser(sub: Any) -> None:
 def _run_workload_only(args: argparse.Namespace, pages_to_scan: str, sleep_ms: str) -> int:
     """Keep the demo's workload merging, without probes, until --duration or a signal."""
     paths = HostPaths.from_env()
+    try:
+        _keep_workload(args, paths, pages_to_scan, sleep_ms)
+    except SystemExit:  # SIGTERM/SIGHUP (see cli): the with-blocks have restored everything
+        print("KSM knobs restored; the workload processes have ended.")
+        raise
+    print("KSM knobs restored; the workload processes have ended.")
+    return 0
+
+
+def _keep_workload(
+    args: argparse.Namespace, paths: HostPaths, pages_to_scan: str, sleep_ms: str
+) -> None:
     with SessionLock("ksmtrace demo --workload-only"), KnobGuard(paths) as guard:
         if guard.recovered:
             print(f"Restored the KSM knobs a killed ksmtrace session left: {guard.recovered}")
@@ -110,8 +123,6 @@ def _run_workload_only(args: argparse.Namespace, pages_to_scan: str, sleep_ms: s
             )
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to end
                 threading.Event().wait(args.duration)
-    print("KSM knobs restored; the workload processes have ended.")
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -201,11 +201,19 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         reason = "duration reached"
         signalled: SystemExit | None = None
+        warned_vms = False
         try:
             for tick in source.ticks(args.interval, args.duration):
                 probe_stats = dict(source.state.stats)
                 probe_stats["lost_total"] = sum(source.state.lost_total.values())
                 recorder.submit(tick, {"probe_stats": probe_stats})
+                if not warned_vms and (missing := filter_.vms - filter_.vms_seen):
+                    warned_vms = True  # once, after the first interval named the VMs it saw
+                    print(
+                        f"ksmtrace: warning: no mergeable VM named {', '.join(sorted(missing))} "
+                        "is running yet; recording goes on and includes it once it appears",
+                        file=sys.stderr,
+                    )
                 progress.show(recorder, time.monotonic() - started)
         except KeyboardInterrupt:
             reason = "interrupted"

@@ -70,7 +70,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--duration",
         type=positive_float("--duration", MAX_SIMULATED_S),
-        help=f"simulated seconds, at most {MAX_SIMULATED_S:.0f} (default: auto)",
+        help=f"simulated seconds, at most {MAX_SIMULATED_S:.0f} (default: long enough for the "
+        "slowest setting swept to settle, so the figures of one setting depend on the sweep; "
+        "give --duration to compare runs)",
     )
     p.add_argument(
         "--step", type=positive_float("--step"), help="sampling step in seconds (default: auto)"
@@ -98,8 +100,8 @@ def parse_budget(text: str | None) -> float | None:
         value = float(text.strip().rstrip("%"))
     except ValueError:
         raise UsageError(f"--cpu-budget needs a percentage such as 5%, not {text!r}") from None
-    if value <= 0:
-        raise UsageError("--cpu-budget must be positive")
+    if not 0 < value <= 100:
+        raise UsageError("--cpu-budget must be above 0% and at most 100% (ksmd is one thread)")
     return value
 
 
@@ -184,6 +186,13 @@ def run(args: argparse.Namespace) -> int:
     workload, rec = workload_from_snapshots(snaps, np.random.default_rng(args.seed))
     workload.knob_changes = []
     cost = require_profile(args.cost_profile, rec.cost)
+    if not cost.tracer_corrected:
+        print(
+            "ksmtrace: warning: the ksmd cost profile includes the tracer's own overhead "
+            "(measured by an older calibrate-cost), so CPU predictions run up to twice too "
+            "high; measure again with 'ksmtrace calibrate-cost' (as root)",
+            file=sys.stderr,
+        )
     base = base_knobs(rec, args.set_, args.kernel)
     sweeps = [parse_sweep(s) for s in args.sweep]
     settings = grid(base, sweeps)

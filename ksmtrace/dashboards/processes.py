@@ -20,7 +20,7 @@ PAGES_PER_S = "suffix: pages/s"
 
 #: Matchers of the dashboard's vm and comm variables, on every per-process query.
 PICK = ('vm=~"$vm"', 'comm=~"$comm"')
-IS_VM = 'vm!=""'
+IS_VM = 'vm!~"|other"'  # not the sum of the processes outside the top N
 WHO = "instance, pid, comm, vm"
 WHO_LEGEND = "{{comm}} {{pid}} {{vm}} {{instance}}"
 OTHER_NOTE = (

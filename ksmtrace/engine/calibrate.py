@@ -6,7 +6,9 @@ pages merge quickly, then every visit is a visit of a KSM page) and one of uniqu
 visits become skips). The live tracer's SCAN events give pages scanned and ksmd CPU per
 process and interval; a non-negative least-squares fit over those rows gives the cost of
 a KSM-page visit, another visit, a merge and a skip; SCAN events with mm 0 give the cost
-of a full scan's own work.
+of a full scan's own work. The tracer's own probes on ksmd's scan path make ksmd slower
+while it measures, so ksmd's CPU per page scanned is measured again with the probes
+detached, at the same settings, and every cost is scaled by the ratio of the two.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from ksmtrace.engine.cost import CostProfile
 from ksmtrace.errors import KsmtraceError
 from ksmtrace.events import EventKind, Tick
 from ksmtrace.hostpaths import HostPaths
-from ksmtrace.kernel import sysfs
+from ksmtrace.kernel import procfs, sysfs
 from ksmtrace.kernel.jiffies import host_hz
 from ksmtrace.kernel.sysfs import KnobGuard
+from ksmtrace.kernel.taskstats import TaskCpuReader
 from ksmtrace.probes.live import LiveSource
 from ksmtrace.workers import Workers, WorkerSpec
 
@@ -122,6 +125,37 @@ def _collect(ticks: list[Tick], pids: dict[int, str], rows: _Rows) -> None:
             rows.y.append(float(mine["value2"].sum()))
 
 
+def traced_ns_per_page(ticks: list[Tick]) -> float | None:
+    """CPU of ksmd per page scanned over ``ticks`` (with the tracer attached)."""
+    first, last = ticks[0].previous or ticks[0].sample, ticks[-1].sample
+    if first.ksmd_cpu_ns < 0 or last.ksmd_cpu_ns < 0:
+        return None
+    pages = last.counter("pages_scanned") - first.counter("pages_scanned")
+    return (last.ksmd_cpu_ns - first.ksmd_cpu_ns) / pages if pages > 0 else None
+
+
+def untraced_ns_per_page(paths: HostPaths, seconds: float) -> float | None:
+    """CPU of ksmd per page scanned over the next ``seconds`` (taskstats and sysfs)."""
+    ksmd = procfs.find_ksmd(paths)
+    if ksmd is None:
+        return None
+    reader = TaskCpuReader(paths)
+    try:
+        a, p0 = reader.read(ksmd), sysfs.read_ksm_sysfs(paths)["pages_scanned"]
+        time.sleep(seconds)
+        b, p1 = reader.read(ksmd), sysfs.read_ksm_sysfs(paths)["pages_scanned"]
+    finally:
+        reader.close()
+    pages = int(p1) - int(p0)
+    if a is None or b is None or pages <= 0:
+        return None
+    return (b.run_ns - a.run_ns) / pages
+
+
+#: The tracer-overhead correction is kept within these bounds: probes cannot make ksmd
+#: faster, and a factor far below this would mean the two windows were not comparable.
+_FACTOR_RANGE = (0.3, 1.0)
+
 #: pages_to_scan of the batch-period phase (small: the period is then mostly sleep).
 _PERIOD_PAGES = 100
 
@@ -191,19 +225,26 @@ def measure_cost(
     rows = _Rows([], [], [])
     guard.set("run", 2)
     guard.set("run", 0)
-    with Workers(specs) as workers, LiveSource(paths) as live:
+    traced: float | None = None
+    with Workers(specs) as workers:
         roles = {workers.by_name("cal-dup").pid: "dup", workers.by_name("cal-unique").pid: "unique"}
-        guard.set("pages_to_scan", 2000)
-        guard.set("sleep_millisecs", 10)
-        for smart in (0, 1):
-            guard.set("smart_scan", smart)
-            guard.set("run", 1)
-            if progress is not None:
-                progress(f"smart_scan={smart} for {phase_s:g} s")
-            ticks = list(live.ticks(0.5, phase_s))
-            if smart == 0:
-                _first_pass(ticks, rows)
-            _collect(ticks[1:], roles, rows)
+        with LiveSource(paths) as live:
+            guard.set("pages_to_scan", 2000)
+            guard.set("sleep_millisecs", 10)
+            for smart in (0, 1):
+                guard.set("smart_scan", smart)
+                guard.set("run", 1)
+                if progress is not None:
+                    progress(f"smart_scan={smart} for {phase_s:g} s")
+                ticks = list(live.ticks(0.5, phase_s))
+                if smart == 0:
+                    _first_pass(ticks, rows)
+                _collect(ticks[1:], roles, rows)
+            traced = traced_ns_per_page(ticks[1:])
+        # The same settings and pages, now without the probes (ksmd's steady state).
+        if progress is not None:
+            progress(f"without the tracer for {phase_s / 2:g} s")
+        untraced = untraced_ns_per_page(paths, phase_s / 2)
         period_ns = _batch_period(guard, paths, phase_s / 2, progress)
         # Unmerge before the workers exit: with ksmd stopped, their merged pages would stay
         # in pages_sharing (ksmd drops an exited mm's pages only when it scans again).
@@ -217,12 +258,15 @@ def measure_cost(
             "calibrate-cost measured no per-process scan cost (ksmd's scan site is not "
             "recognised yet, or ksmd did not run); run it again, or check 'ksmtrace doctor'"
         )
-    ksm_ns, page_ns, merge_ns, skip_ns = nnls(x, y)
+    factor = 1.0
+    if traced and untraced:
+        factor = min(max(untraced / traced, _FACTOR_RANGE[0]), _FACTOR_RANGE[1])
+    ksm_ns, page_ns, merge_ns, skip_ns = nnls(x, y) * factor
     hz = host_hz(paths)
     jiffy = 1e9 / hz
     wake_ns = solve_wake_latency(period_ns, -(-10 * hz // 1000), jiffy, _PERIOD_PAGES * page_ns)
-    pass_ns = sum(rows.pass_ns) / max(1, rows.passes)
-    volatile_ns = max(0.0, rows.first_pass_ns - pass_ns) / max(1, rows.first_pass_pages)
+    pass_ns = sum(rows.pass_ns) / max(1, rows.passes) * factor
+    volatile_ns = max(0.0, rows.first_pass_ns * factor - pass_ns) / max(1, rows.first_pass_pages)
     return CostProfile(
         ksm_page_ns=float(ksm_ns),
         volatile_ns=volatile_ns,
@@ -239,7 +283,14 @@ def measure_cost(
             f"live tracer SCAN events, 2 x {pages} pages (few contents / unique), "
             f"pages_to_scan=2000 sleep_millisecs=10, smart_scan 0 then 1, {phase_s:g} s each; "
             f"wake-up from the batch period at pages_to_scan={_PERIOD_PAGES} "
-            f"sleep_millisecs=10 ({period_ns / 1e6:.2f} ms)"
+            f"sleep_millisecs=10 ({period_ns / 1e6:.2f} ms); costs x {factor:.2f} for the "
+            f"tracer's own overhead (ksmd {untraced or 0:.0f} ns per page scanned without it, "
+            f"{traced or 0:.0f} with it)"
         ),
         samples=len(y),
+        extra={
+            "tracer_factor": factor,
+            "untraced_ns_per_page": untraced or 0.0,
+            "traced_ns_per_page": traced or 0.0,
+        },
     )

@@ -43,6 +43,8 @@ class CostProfile:
         measured_at: ISO time of the measurement.
         method: how it was measured (which workload, how many samples).
         samples: rows of the fit.
+        extra: further figures of the measurement; ``tracer_factor`` is the factor the
+            costs were scaled by for the tracer's own overhead on ksmd.
     """
 
     ksm_page_ns: float
@@ -59,6 +61,11 @@ class CostProfile:
     method: str = ""
     samples: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tracer_corrected(self) -> bool:
+        """Whether the tracer's own overhead on ksmd was taken out of the costs."""
+        return "tracer_factor" in self.extra
 
     def as_array(self) -> npt.NDArray[np.float64]:
         """The engine's cost array (``layout.C_*`` order)."""

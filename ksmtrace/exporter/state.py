@@ -200,9 +200,13 @@ class ExporterState:
         return process_labels(self.acc.identities.get(pid) or ProcessIdentity(pid))
 
     def _rank(self, sample: HostSample, touched: set[int]) -> list[int]:
-        """The top-N pids by savings; on ties the current members stay (fewer series churn)."""
+        """The top-N pids by savings; on ties the current members stay (fewer series churn).
+
+        A member that has exited (no KSM state and no events now) is no candidate, so its
+        series go even when fewer than N processes are left.
+        """
         members = set(self._top)
-        candidates = set(sample.processes) | touched | members
+        candidates = set(sample.processes) | touched
 
         def key(pid: int) -> tuple[int, int, int, int]:
             st = sample.processes.get(pid)

@@ -62,7 +62,9 @@ class TopApp(App[int]):
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit (detaches the probes)", show=False, priority=True),
         Binding("question_mark,f1", "help", "Help"),
-        Binding("slash", "filter", "Filter"),
+        # Priority: the app opens the filter before it hands the keys typed right after '/'
+        # to the focused widget, so they reach the filter (see action_filter).
+        Binding("slash", "filter", "Filter", priority=True),
         Binding("escape", "clear_filter", "Clear the filter", show=False),
         Binding("g", "group", "Group"),
         Binding("s", "sort(1)", "Sort"),
@@ -248,10 +250,16 @@ class TopApp(App[int]):
         self.push_screen(HelpScreen(b for b in self.BINDINGS if isinstance(b, Binding)))
 
     def action_filter(self) -> None:
-        """Open the filter line."""
+        """Open the filter line (in it, '/' is typed like any character: cgroup paths)."""
         box = self.query_one("#filter", Input)
+        if self.focused is box:
+            box.insert_text_at_cursor("/")
+            return
+        if len(self.screen_stack) > 1:
+            return  # the help screen is up
         box.display = True
-        box.focus()
+        # At once, not after the next refresh (Widget.focus): the keys after '/' follow.
+        self.screen.set_focus(box)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Filter as the user types."""

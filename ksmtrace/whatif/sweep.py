@@ -127,7 +127,7 @@ def recommend(
     if not fits:
         cheapest = min(outcomes, key=lambda o: o.cpu_pct)
         return None, (
-            f"No setting fits {budget_pct:g}% of a CPU: the cheapest "
+            f"no setting fits {budget_pct:g}% of a CPU: the cheapest "
             f"({cheapest.knobs.label(names)}) needs {cheapest.cpu_pct:.1f}%; widen the budget "
             "or sweep slower settings."
         )

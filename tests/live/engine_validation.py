@@ -34,7 +34,7 @@ def host_cost(guard: KnobGuard) -> CostProfile:
     latency measured again now: it follows the host's load, which other tests change."""
     # The tests keep their own profile: the host's (/var/lib/ksmtrace) is the user's.
     profile = load_profile(TEST_PROFILE)
-    if profile is None or profile.kernel != os.uname().release:
+    if profile is None or profile.kernel != os.uname().release or not profile.tracer_corrected:
         profile = measure_cost(guard, PATHS)
         profile.save(TEST_PROFILE)
     return measure_wake_latency(guard, profile, PATHS)
@@ -42,11 +42,18 @@ def host_cost(guard: KnobGuard) -> CostProfile:
 
 @dataclass(slots=True)
 class Curve:
-    """Savings (pages_sharing + ksm_zero_pages) over seconds since run=1."""
+    """Savings (pages_sharing + ksm_zero_pages) and ksmd's CPU over seconds since run=1."""
 
     t_s: np.ndarray
     sharing: np.ndarray
     saved: np.ndarray
+    cpu_ns: np.ndarray
+
+    def cpu_share(self, last_fraction: float = 0.5) -> float:
+        """ksmd's CPU (fraction of one CPU) over the last part of the window."""
+        keep = np.flatnonzero(self.t_s >= self.t_s[-1] * (1 - last_fraction))
+        i, j = keep[0], keep[-1]
+        return float(self.cpu_ns[j] - self.cpu_ns[i]) / 1e9 / float(self.t_s[j] - self.t_s[i])
 
     def steady(self, last_fraction: float = 0.2) -> tuple[float, float]:
         """Mean pages_sharing and mean saving over the last part of the window."""
@@ -75,6 +82,11 @@ class Comparison:
         return abs(e - k) / k
 
     @property
+    def cpu_error(self) -> float:
+        k, e = self.kernel.cpu_share(), self.engine.cpu_share()
+        return abs(e - k) / k
+
+    @property
     def t90_error(self) -> float:
         k, e = self.kernel.t90(), self.engine.t90()
         return abs(e - k) / k
@@ -84,7 +96,9 @@ class Comparison:
         return (
             f"{self.pages} pages: pages_sharing kernel {k.steady()[0]:.0f} engine "
             f"{e.steady()[0]:.0f} ({100 * self.sharing_error:.1f}%), t90 kernel {k.t90():.2f}s "
-            f"engine {e.t90():.2f}s ({100 * self.t90_error:.1f}%)"
+            f"engine {e.t90():.2f}s ({100 * self.t90_error:.1f}%), ksmd CPU kernel "
+            f"{100 * k.cpu_share():.2f}% engine {100 * e.cpu_share():.2f}% "
+            f"({100 * self.cpu_error:.0f}%)"
         )
 
 
@@ -127,12 +141,16 @@ def record_and_replay(
     t = np.array([(s["t_ns"] - t_run) / 1e9 for s in samples])
     sharing = np.array([int(s["ksm"]["pages_sharing"]) for s in samples])
     zero = np.array([int(s["ksm"].get("ksm_zero_pages", 0)) for s in samples])
-    kernel = Curve(t, sharing, (sharing + zero).astype(float))
+    cpu = np.array([int(s["ksmd_cpu_ns"]) for s in samples], dtype=np.float64)
+    kernel = Curve(t, sharing, (sharing + zero).astype(float), cpu)
     base = from_sysfs(recording.knobs, host_hz(PATHS))
     series = simulate(workload, base, cost, t_run / 1e9 + t[-1], 0.02)
     keep = series.t_s >= t_run / 1e9
     st = series.t_s[keep] - t_run / 1e9
     engine = Curve(
-        st, series.sharing[keep], (series.sharing + series.zero_pages)[keep].astype(float)
+        st,
+        series.sharing[keep],
+        (series.sharing + series.zero_pages)[keep].astype(float),
+        series.cpu_ns[keep].astype(np.float64),
     )
     return Comparison(kernel, engine, workload.n_pages)

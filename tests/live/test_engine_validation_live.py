@@ -3,7 +3,7 @@
 Each test records page fingerprints and /sys/kernel/mm/ksm of a real workload while KSM
 runs, replays the fingerprints through the engine at the recorded knobs, and requires the
 steady-state pages_sharing within 3 % of the kernel's and the time to 90 % of the final
-saving within 10 %.
+saving within 10 %, and for processes ksmd's CPU within 35 %.
 """
 
 from __future__ import annotations
@@ -24,10 +24,18 @@ pytestmark = pytest.mark.live
 SpawnFn = Callable[..., Worker]
 
 
-def check(result, name: str) -> None:  # type: ignore[no-untyped-def]
+#: How far the predicted ksmd CPU may be from the kernel's for processes: measured 10-26 %
+#: low here. QEMU guests are predicted about 55 % low (printed, not asserted): ksmd spends
+#: more on guest RAM than the fingerprints between frames show.
+CPU_TOLERANCE = 0.35
+
+
+def check(result, name: str, cpu: bool = True) -> None:  # type: ignore[no-untyped-def]
     print(f"{name}: {result.describe()}")
     assert result.sharing_error <= 0.03, result.describe()
     assert result.t90_error <= 0.10, result.describe()
+    if cpu:
+        assert result.cpu_error <= CPU_TOLERANCE, result.describe()
 
 
 @pytest.mark.parametrize(("smart_scan", "pages_to_scan", "sleep_ms"), [(1, 200, 20), (0, 300, 10)])
@@ -90,4 +98,4 @@ def test_two_qemu_guests_replay_matches_the_kernel(fresh_ksm: KnobGuard, tmp_pat
         result = record_and_replay(
             fresh_ksm, cost, [g.pid for g in guests], knobs, 16.0, tmp_path / "vm.ksmsnap", 0.5
         )
-    check(result, "two QEMU guests")
+    check(result, "two QEMU guests", cpu=False)

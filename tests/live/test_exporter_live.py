@@ -21,6 +21,7 @@ from ksmtrace.dashboards import DASHBOARDS, queries, substitute
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.kernel import procfs
 from ksmtrace.kernel.sysfs import KnobGuard, read_ksm_sysfs
+from ksmtrace.vmlab import GuestLab, GuestSpec
 from ksmtrace.workers import Worker, wait_until
 
 from ..unit.test_exporter_golden import FIXTURE_GOLDEN
@@ -103,7 +104,13 @@ def test_dashboards_have_data_in_prometheus_and_agree_with_the_kernel(
             b.command("unmerge 0 100")  # explicit unmerges: a 'madvise' kind
             prom.wait_scraped(15)
             _promtool_accepts(exporter.metrics())
-            _every_dashboard_query_returns_data(prom, exporter.address)
+            # A guest for the per-VM panels; it ends before the kernel counters are compared.
+            with GuestLab() as lab:
+                (guest,) = lab.boot(GuestSpec("prom-vm", memory_mib=96, fill_mib=16))
+                assert wait_until(lambda: merging_pages(guest.pid) > 0, 60), "no guest merges"
+                vm_series = 'ksmtrace_process_saved_bytes{vm="prom-vm"}'
+                assert wait_until(lambda: prom.query(vm_series), 30), "the VM was not scraped"
+                _every_dashboard_query_returns_data(prom, exporter.address)
             _variables_list_the_workload(prom, [a, b, churn])
 
             # Quiet the host: the churner exits and ksmd drops its pages (an exited process's

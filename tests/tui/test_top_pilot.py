@@ -72,6 +72,8 @@ def test_filtering_by_name_and_clearing() -> None:
         await pilot.press("escape")
         assert app.filter_text == "" and len(labels(app)) == 6
         assert app.query_one("#table").display
+        await pilot.press("slash", "a", "slash", "b")  # '/' inside the filter is a character
+        assert app.filter_text == "a/b"
 
     run_app(paused_app(scenarios.busy(), 20), body)
 

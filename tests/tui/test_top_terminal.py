@@ -48,3 +48,14 @@ def test_top_without_a_terminal_is_a_one_line_error() -> None:
     assert res.stdout == ""
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "needs a terminal" in lines[0] and "ksmtrace replay" in lines[0]
+
+
+def test_keys_typed_right_after_slash_go_to_the_filter() -> None:
+    argv = [KSMTRACE, "replay", "--tui", "--paused"]
+    with TmuxTerminal(argv, size=(100, 30)) as term:
+        term.wait_for(lambda s: "PAUSED" in s and "cache[31835]" in s, 30)
+        term.type_text("/web")  # 'e' and 'b' would seek if they reached the table
+        screen = term.wait_for(lambda s: "cache[31835]" not in s, 10)
+        assert "web-1[31831]" in screen and "1.0s / 60.0s" in screen, screen
+        term.keys("Escape", "q")
+        assert term.wait_exit(15) == 0

@@ -7,8 +7,9 @@ from ksmtrace.events import EventBatch, EventKind
 
 #: Costs for tests (the real ones come from calibrate-cost); small next to the sleeps.
 COST = CostProfile(
-    ksm_page_ns=100, page_ns=400, merge_ns=1000, skip_ns=50, pass_ns=10_000, batch_ns=1000
-)
+    ksm_page_ns=100, page_ns=400, merge_ns=1000, skip_ns=50, pass_ns=10_000, batch_ns=1000,
+    extra={"tracer_factor": 0.5},
+)  # fmt: skip
 MS = 1_000_000
 #: With pages_to_scan large and sleep_millisecs=20 (5 jiffies at HZ=250, plus the timer
 #: wheel's extra jiffy), pass k (from 1) runs at (k-1)*24 ms.

@@ -185,3 +185,12 @@ def test_listen_addresses(text: str, host: str, port: int, loopback: bool) -> No
 def test_bad_listen_addresses_are_one_line_errors(text: str) -> None:
     with pytest.raises(UsageError, match="HOST:PORT"):
         Listen.parse(text)
+
+
+def test_the_series_of_an_exited_process_disappear_with_room_in_the_top() -> None:
+    state = ExporterState(top_n=20)
+    snap = state.fold(tick_of(0, {1: 10, 2: 30}, merges(1, 3) + merges(2, 3)))
+    assert {s.labels[0] for s in snap.series} == {"1", "2", "other"}
+    snap = state.fold(tick_of(1, {2: 30}, []))  # pid 1 exited: no KSM state, no events
+    assert {s.labels[0] for s in snap.series} == {"2", "other"}
+    assert snap.processes_tracked == 1

@@ -137,7 +137,7 @@ def test_sweep_frontier_and_budget_recommendation() -> None:
     assert pick is by[500]
     assert "pages_to_scan=500" in reason and reason.endswith(".")
     none, why = recommend(outcomes, by[50].cpu_pct / 2, ("pages_to_scan",))
-    assert none is None and "No setting fits" in why
+    assert none is None and "no setting fits" in why
 
 
 def test_same_tenant_only_saves_less_and_only_within_tenants() -> None:
@@ -248,3 +248,18 @@ def test_engine_returns_to_python_within_a_slice_of_simulated_time() -> None:
     assert len(spans) >= 60 * 10**9 // model.SLICE_NS
     assert max(spans) <= model.SLICE_NS
     assert engine.now_ns >= 60 * 10**9
+
+
+def test_whatif_warns_about_a_profile_with_the_tracers_overhead_in_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from ksmtrace.cli import main
+
+    snap = write_snapshot(tmp_path / "s.ksmsnap", [[pp(1, {0: 5, 1: 6}), pp(2, {0: 5, 1: 7})]])
+    old = tmp_path / "old.json"
+    dataclasses.replace(COST, extra={}).save(old)  # as calibrate-cost wrote it before
+    assert main(["whatif", str(snap), "--cost-profile", str(old), "--duration", "5"]) == 0
+    assert "includes the tracer's own overhead" in capsys.readouterr().err
+    assert COST.tracer_corrected
