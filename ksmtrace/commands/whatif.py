@@ -244,7 +244,10 @@ def run(args: argparse.Namespace) -> int:
     if len(workload.processes) > 1:
         pairs = colocation.pairs_exact(workload)
         est = colocation.pairs_sketched(colocation.sketches_of(workload, rec.hashes))
-        print("\nwho shares most with whom (pages both hold; sketch = estimate from sketches):")
+        print(
+            "\nwho shares most with whom (SHARED: page contents both hold, counted once, "
+            "which is what placing them together saves; SKETCH: the same from sketches):"
+        )
         print(tables.pairs_table(pairs, workload.page_size, args.top, est))
     if args.colocate:
         print("\nco-location at " + (pick or outcomes[0]).knobs.label(names) + ":")
