@@ -63,7 +63,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("snapshots", nargs="*", type=Path, help="snapshot files (same salt)")
     p.add_argument("--set", dest="set_", action="append", default=[], metavar="K=V",
-                   help="knobs, e.g. pages_to_scan=1000,sleep_millisecs=20")  # fmt: skip
+                   help="knobs, e.g. pages_to_scan=1000,sleep_millisecs=20; besides the "
+                        "sysfs knobs, hz=100|250|300|1000 (CONFIG_HZ modelled)")  # fmt: skip
     p.add_argument("--sweep", action="append", default=[], metavar="K=V1,V2",
                    help="try these values of a knob (repeatable: all combinations)")  # fmt: skip
     p.add_argument("--cpu-budget", metavar="PCT", help="recommend a setting within e.g. 5%%")
