@@ -10,13 +10,13 @@ while the values reveal nothing about kernel memory.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from pathlib import Path
 
 import numpy as np
 
 from ksmtrace.events import EventBatch, EventKind
+from ksmtrace.private_files import make_private_dir, open_private
 
 SALT_PATH = Path("/var/lib/ksmtrace/salt")
 
@@ -31,9 +31,8 @@ def host_salt(path: Path = SALT_PATH) -> bytes:
         pass
     salt = secrets.token_bytes(32)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
+        make_private_dir(path.parent)
+        with open_private(path) as f:
             f.write(salt)
     except OSError:
         pass  # unwritable (not root): a per-process salt still hides the values

@@ -70,3 +70,8 @@ def signals_held() -> Iterator[None]:
         yield
     for signum in dict.fromkeys(arrived):
         redeliver(signum)
+
+
+def exit_status(exc: SystemExit) -> int:
+    """The exit status a SystemExit stands for (128 + N when signal N raised it)."""
+    return exc.code if isinstance(exc.code, int) else 1

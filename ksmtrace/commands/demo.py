@@ -19,6 +19,7 @@ from ksmtrace.kernel.sysfs import KnobGuard, validate_knob
 from ksmtrace.probes.live import LiveSource, require_root
 from ksmtrace.render.summary import format_summary
 from ksmtrace.render.table import format_interval
+from ksmtrace.signals import exit_status
 from ksmtrace.workers import Workers, WorkerSpec
 
 ORDER = 30
@@ -90,14 +91,13 @@ def add_parser(sub: Any) -> None:
 
 def _run_workload_only(args: argparse.Namespace, pages_to_scan: str, sleep_ms: str) -> int:
     """Keep the demo's workload merging, without probes, until --duration or a signal."""
-    paths = HostPaths.from_env()
+    status = 0
     try:
-        _keep_workload(args, paths, pages_to_scan, sleep_ms)
-    except SystemExit:  # SIGTERM/SIGHUP (see cli): the with-blocks have restored everything
-        print("KSM knobs restored; the workload processes have ended.")
-        raise
+        _keep_workload(args, HostPaths.from_env(), pages_to_scan, sleep_ms)
+    except SystemExit as exc:  # SIGTERM/SIGHUP (see cli): the with-blocks restored everything
+        status = exit_status(exc)
     print("KSM knobs restored; the workload processes have ended.")
-    return 0
+    return status
 
 
 def _keep_workload(

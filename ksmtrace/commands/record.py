@@ -19,7 +19,8 @@ from ksmtrace.probes.live import LiveSource
 from ksmtrace.probes.program import read_source
 from ksmtrace.recorder import ProcessFilter, Recorder, provenance
 from ksmtrace.render.units import fmt_bytes
-from ksmtrace.tracefile.writer import TraceFullError, TraceWriter
+from ksmtrace.signals import exit_status
+from ksmtrace.tracefile.writer import TraceFullError, TraceWriter, check_trace_output
 
 ORDER = 40
 HELP = "record live KSM activity to a trace file (replay, report and export it later)"
@@ -164,10 +165,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be positive, e.g. --interval 1")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
-    if args.output.is_dir():  # before the slow probe start-up
-        raise UsageError(f"{args.output} is a folder: give a file name for the trace")
-    if args.output.exists() and not args.force:
-        raise UsageError(f"{args.output} exists: choose another name, or add --force to replace it")
+    check_trace_output(args.output, args.force)  # before the slow probe start-up
     if not args.output.parent.is_dir():
         raise UsageError(f"cannot create {args.output}: folder {args.output.parent} does not exist")
     paths = HostPaths.from_env()
@@ -241,5 +239,5 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if signalled is not None:
-        return signalled.code if isinstance(signalled.code, int) else 1
+        return exit_status(signalled)
     return 0

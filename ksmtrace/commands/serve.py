@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ksmtrace.commands.argtypes import positive_float, positive_int
@@ -132,9 +131,6 @@ def serve_replay(source: ReplaySource, args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         return 0
-    except SystemExit as exc:  # SIGTERM/SIGHUP (see cli)
-        print("ksmtrace: stopped by a signal, no longer serving", file=sys.stderr)
-        raise exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,8 +153,5 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         return 0
-    except SystemExit as exc:  # SIGTERM/SIGHUP (see cli)
-        print("ksmtrace: stopped by a signal, no longer serving", file=sys.stderr)
-        raise exc
     finally:
         source.close()

@@ -190,9 +190,7 @@ def run_tui(
         raise app.failure
     if app.failure is not None:
         raise KsmtraceError(f"the event source failed: {app.failure}") from app.failure
-    if app.ended_by_signal is not None:
-        return 128 + app.ended_by_signal
-    return 0
+    return app.return_code or 0  # 128 + N when signal N ended it
 
 
 def require_terminal() -> None:

@@ -18,6 +18,7 @@ from ksmtrace.probes.scan_sampling import SCAN_COST_MODES
 from ksmtrace.render.jsonl import format_interval_json
 from ksmtrace.render.summary import format_summary
 from ksmtrace.render.table import format_interval, format_vm_notes
+from ksmtrace.signals import exit_status
 
 ORDER = 20
 HELP = "live per-process KSM table: savings, merges, copy-on-write, scan cost"
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         except SystemExit as exc:  # SIGTERM/SIGHUP (see cli): summarise, then exit with it
-            status = exc.code if isinstance(exc.code, int) else 1
+            status = exit_status(exc)
     if not args.json:
         print(format_summary(acc, time.monotonic() - started))
     return status

@@ -9,7 +9,6 @@ a what-if elsewhere predicts CPU for the host that was recorded.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy.typing as npt
 
 from ksmtrace.engine import layout as L
 from ksmtrace.errors import UsageError
+from ksmtrace.private_files import make_private_dir, open_private
 
 PROFILE_PATH = Path("/var/lib/ksmtrace/cost-profile.json")
 PROFILE_VERSION = 1
@@ -109,9 +109,8 @@ class CostProfile:
 
     def save(self, path: Path = PROFILE_PATH) -> None:
         """Write the profile (mode 0600), creating its directory."""
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
+        make_private_dir(path.parent)
+        with open_private(path, "w") as f:
             f.write(self.to_json() + "\n")
 
     def describe(self) -> str:

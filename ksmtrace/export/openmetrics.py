@@ -126,16 +126,6 @@ def _samples(m: names.Metric, series: dict[Labels, list[tuple[float, float]]]) -
             yield f"{head} {_fmt(value)} {ts:.3f}\n"
 
 
-def write_openmetrics(
-    path: Path | None, out: TextIO, on_warning: Callable[[str], None] | None = None
-) -> int:
-    """Write the trace as OpenMetrics text; returns the number of samples written.
-
-    Parts of a damaged trace that cannot be read are skipped and passed to ``on_warning``.
-    """
-    return write_points(gather(path, on_warning), out)
-
-
 def write_points(points: Points, out: TextIO) -> int:
     """Write gathered values as OpenMetrics text; returns the number of samples written."""
     count = 0

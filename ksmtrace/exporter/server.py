@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import ipaddress
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 
+from ksmtrace import console
 from ksmtrace.errors import UsageError
 from ksmtrace.events import TickSource
 from ksmtrace.exporter.collectors import KsmtraceCollector, SnapshotBoard
@@ -137,11 +137,6 @@ def start_server(
     return httpd, thread
 
 
-def _say(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
 def serve(
     source: TickSource,
     listen: Listen,
@@ -151,7 +146,7 @@ def serve(
     duration_s: float | None = None,
     probe: Callable[[], ProbeReport] | None = None,
     linger: bool = False,
-    say: Callable[[str], None] = _say,
+    say: Callable[[str], None] = console.say,
 ) -> int:
     """Serve /metrics from ``source`` until it ends (or forever with ``linger``) or Ctrl-C.
 
@@ -198,6 +193,9 @@ def serve(
         if linger:
             say("The source ended; serving its last values until Ctrl-C.")
             threading.Event().wait()
+    except SystemExit:  # SIGTERM/SIGHUP (see cli): the usual way a service is stopped
+        say("ksmtrace: stopped by a signal, no longer serving")
+        raise
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from ksmtrace import console
 from ksmtrace.errors import HostError
 
 LOCK_PATH = Path("/run/lock/ksmtrace-ksm.lock")
 #: Set while a process holds the lock, so the processes it starts (a test running the CLI)
 #: work under its lock instead of waiting for it.
 HOLDER_ENV = "KSMTRACE_SESSION_LOCK_HOLDER"
-
-
-def _say(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
 
 
 class SessionLock:
@@ -36,7 +31,7 @@ class SessionLock:
         purpose: str,
         wait_s: float = 0.0,
         path: Path = LOCK_PATH,
-        say: Callable[[str], None] = _say,
+        say: Callable[[str], None] = console.say,
     ) -> None:
         """Prepare the lock.
 

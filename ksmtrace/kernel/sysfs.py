@@ -19,6 +19,7 @@ from typing import Any, Final
 from ksmtrace.errors import HostError, KnobError
 from ksmtrace.events import KNOB_NAMES
 from ksmtrace.hostpaths import HostPaths
+from ksmtrace.private_files import make_private_dir, open_private
 from ksmtrace.signals import redeliver, signals_deferred
 
 __all__ = [
@@ -475,9 +476,8 @@ class KnobGuard:
             return
         path = self._journal_dir / f"knobs.{os.getpid()}.json"
         try:
-            self._journal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
+            make_private_dir(self._journal_dir)
+            with open_private(path, "w") as f:
                 json.dump({"pid": os.getpid(), "original": self._original}, f)
         except OSError as exc:
             _log.warning("cannot write knob journal %s: %s", path, exc.strerror)

@@ -24,6 +24,7 @@ from pathlib import Path
 from ksmtrace.errors import KsmtraceError
 from ksmtrace.hostpaths import HostPaths
 from ksmtrace.kernel.offsets import KernelLayout
+from ksmtrace.private_files import make_private_dir, open_private
 from ksmtrace.probes.bcc_adapter import BccProgram
 from ksmtrace.probes.program import PageTables, read_source
 
@@ -180,10 +181,9 @@ def load_cached(paths: HostPaths) -> PageTables | None:
 def save_cached(paths: HostPaths, tables: PageTables) -> None:
     """Remember the constants for this boot (root-only file in /run)."""
     try:
-        CACHE_DIR.mkdir(mode=0o700, exist_ok=True)
+        make_private_dir(CACHE_DIR)
         data = {"boot_id": boot_id(paths), **asdict(tables)}
-        fd = os.open(_cache_path(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with open_private(_cache_path(), "w") as f:
             json.dump(data, f)
     except OSError:
         pass

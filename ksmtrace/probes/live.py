@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from ksmtrace.kernel.headers import require_header_tree
 from ksmtrace.kernel.kallsyms import symbol_range
 from ksmtrace.kernel.offsets import KernelLayout, resolve_layout
 from ksmtrace.kernel.taskstats import TaskCpuReader
+from ksmtrace.private_files import make_private_dir, open_private
 from ksmtrace.probes import calibrate
 from ksmtrace.probes.bcc_adapter import BccProgram
 from ksmtrace.probes.program import (
@@ -217,9 +217,8 @@ class LiveSource:
         if cfg.get("state") != 2:
             return
         try:
-            calibrate.CACHE_DIR.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(self._scan_cache(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
+            make_private_dir(calibrate.CACHE_DIR)
+            with open_private(self._scan_cache(), "w") as f:
                 json.dump(
                     {
                         "boot_id": calibrate.boot_id(self.paths),

@@ -27,8 +27,9 @@ class ProcessSummary:
         return self.identity.vm or self.identity.comm
 
 
-def format_efficiency(eff: float | None) -> str:
+def format_efficiency(saved_bytes: int, ksmd_cpu_ns: int, seconds: float) -> str:
     """Saved MiB per ksmd CPU-second per second (per core it keeps busy), for the summaries."""
+    eff = efficiency(saved_bytes, ksmd_cpu_ns / 1e9 / max(seconds, 1e-9))
     if eff is None:
         return "ksmd spent no CPU"
     return f"efficiency {eff:,.0f} MiB saved per core of ksmd CPU"
@@ -130,7 +131,6 @@ def format_summary(acc: Accumulator, seconds: float) -> str:
     saved = last.saved_bytes
     led = acc.ledger_total
     fail_txt = ", ".join(f"{_ERRNO.get(e, e)} {n}" for e, n in sorted(fails.items()))
-    eff = efficiency(saved, cpu_ns / 1e9 / max(seconds, 1e-9))
     lines = [
         f"Summary of {seconds:.0f} s of KSM activity ({len(rows)} processes):",
         f"  Saved now       {fmt_mib(saved)} = (pages_sharing {last.counter('pages_sharing')} + "
@@ -147,7 +147,7 @@ def format_summary(acc: Accumulator, seconds: float) -> str:
         f"explicit unmerges (madvise/prctl), {fmt_count(led.ksmd_undo)} undone by ksmd",
         f"  ksmd cost       {cpu_ns / 1e9:.2f} s CPU ({cpu_ns / 1e7 / max(seconds, 1e-9):.1f}% of "
         f"one core), {fmt_count(scanned)} pages scanned, {acc.full_scans_total} full scans; "
-        f"{format_efficiency(eff)}",
+        f"{format_efficiency(saved, cpu_ns, seconds)}",
         f"  cow_ksm ledger  +{led.cow_ksm_delta} = {led.write_cows} write COW + {led.explicit} "
         f"explicit + {led.ksmd_undo} ksmd undo + {led.unattributed} unattributed",
         f"  Lost events     {acc.lost_total}",

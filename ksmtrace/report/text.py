@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 import time
 
-from ksmtrace.aggregate import ProcessTotals, efficiency, share_of_savings
+from ksmtrace.aggregate import ProcessTotals, share_of_savings
 from ksmtrace.events import KNOB_NAMES, EventKind, UnmergeKind
 from ksmtrace.render.summary import ProcessSummary, format_efficiency, process_summaries
 from ksmtrace.render.units import fmt_count, fmt_mib, fmt_seconds
@@ -93,7 +93,6 @@ def global_lines(s: TraceSummary) -> list[str]:
     )
     peak_t, peak = s.peak_saved
     led = acc.ledger_total
-    eff = efficiency(last.saved_bytes, cpu_ns / 1e9 / max(s.duration_s, 1e-9))
     lifetimes = [t.lifetimes for t in totals]
     known = sum(h.count for h in lifetimes)
     unknown = sum(h.unknown for h in lifetimes)
@@ -109,7 +108,7 @@ def global_lines(s: TraceSummary) -> list[str]:
         "Cost",
         f"  ksmd CPU      {cpu_ns / 1e9:.2f} s "
         f"({cpu_ns / 1e7 / max(s.duration_s, 1e-9):.1f}% of one core); "
-        f"{format_efficiency(eff)}",
+        f"{format_efficiency(last.saved_bytes, cpu_ns, s.duration_s)}",
         f"  Scanning      {fmt_count(scanned)} pages traced, "
         f"{last.counter('full_scans') - first.counter('full_scans')} full scans by the kernel's "
         f"count ({acc.full_scans_total} traced){scan_txt}",

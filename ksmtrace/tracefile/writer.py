@@ -56,12 +56,21 @@ def _is_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
-def _create_private(path: Path, overwrite: bool) -> None:
-    """Create ``path`` empty with mode 0600 (and remove stale -wal/-shm files of it)."""
+def check_trace_output(path: Path, overwrite: bool) -> None:
+    """Refuse a folder, or an existing file without ``overwrite`` (--force).
+
+    Raises:
+        UsageError: ``path`` cannot be the new trace.
+    """
     if path.is_dir():
         raise UsageError(f"{path} is a folder: give a file name for the trace")
     if path.exists() and not overwrite:
         raise UsageError(f"{path} exists: choose another file name, or add --force to replace it")
+
+
+def _create_private(path: Path, overwrite: bool) -> None:
+    """Create ``path`` empty with mode 0600 (and remove stale -wal/-shm files of it)."""
+    check_trace_output(path, overwrite)
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{path}{suffix}")

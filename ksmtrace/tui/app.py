@@ -104,9 +104,8 @@ class TopApp(App[int]):
         exit_on_signals: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
-        #: Signals that end the app cleanly (the command's exit status is 128 + signal).
+        #: Signals that end the app cleanly, with return code 128 + the signal.
         self.exit_on_signals = exit_on_signals
-        self.ended_by_signal: int | None = None
         self.worker = SnapshotWorker(
             feed, self._post_snapshot, self._post_failure, window_s=window_s, speed=speed,
             paused=paused, seek_s=seek_s, regions=regions, vms=vms, tape=tape,
@@ -148,7 +147,6 @@ class TopApp(App[int]):
 
     def _end_by_signal(self, signum: int) -> None:
         """SIGTERM or SIGHUP: leave like 'q' does, restoring the terminal."""
-        self.ended_by_signal = signum
         self.worker.stop(timeout_s=0)
         self.exit(return_code=128 + signum)
 

@@ -9,27 +9,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ksmtrace.cli import main
 from ksmtrace.errors import TraceFormatError
 from ksmtrace.private_files import make_private_dir, open_private
-from ksmtrace.synthetic import synthetic_ticks
 
-from .tracefiles import write_trace
+from .clirun import run_cli
 
 WARNING = "ksmtrace: warning: "
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def good(tmp_path: Path) -> Path:
-    path = tmp_path / "good.ksmtrace"
-    write_trace(path, list(synthetic_ticks(8, 3000)), level=0)
-    return path
 
 
 @pytest.fixture

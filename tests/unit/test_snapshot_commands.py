@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ksmtrace.cli import main
 from ksmtrace.errors import TraceFormatError, UsageError
 from ksmtrace.fingerprint.reader import ProcessPages
 from ksmtrace.fingerprint.snapfile import SnapshotWriter
 
+from .clirun import run_cli
 from .engine_helpers import COST
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -26,12 +26,6 @@ ksm_process_profit 0
 ksm_merge_any: no
 ksm_mergeable: no
 """
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(err: str, *words: str) -> None:

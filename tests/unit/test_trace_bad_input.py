@@ -7,18 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ksmtrace.cli import main
 from ksmtrace.errors import TraceFormatError
 from ksmtrace.replay import ReplaySource
 from ksmtrace.synthetic import synthetic_ticks
 
+from .clirun import run_cli
 from .tracefiles import write_trace
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(capsys: pytest.CaptureFixture[str], path: Path, words: str) -> None:
@@ -34,13 +28,6 @@ def assert_one_line_error(capsys: pytest.CaptureFixture[str], path: Path, words:
         assert len(lines) == 1, err
         assert lines[0].startswith(f"ksmtrace: error: {path}: ")
         assert words in lines[0]
-
-
-@pytest.fixture
-def good(tmp_path: Path) -> Path:
-    path = tmp_path / "good.ksmtrace"
-    write_trace(path, list(synthetic_ticks(8, 3000)), level=0)
-    return path
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
